@@ -1,0 +1,68 @@
+"""Request dependencies: the runtime, a database session, the authenticated program."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rewards.errors import BadRequest, Forbidden, Unauthenticated
+from rewards.runtime import Runtime
+from rewards.services.keys import Principal, Scope, authenticate
+
+
+async def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+async def get_session(rt: RuntimeDep) -> AsyncIterator[AsyncSession]:
+    """A session whose transaction commits when the endpoint returns and rolls back on error."""
+    async with rt.sessions() as session, session.begin():
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+def bearer_token(request: Request) -> str:  # plain function: called, not injected
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("send 'Authorization: Bearer <api key>'")
+    return token.strip()
+
+
+def require(scope: Scope) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    async def dependency(request: Request, rt: RuntimeDep) -> Principal:
+        principal = await authenticate(rt, bearer_token(request))
+        if not principal.allows(scope):
+            raise Forbidden(f"this key lacks the '{scope.value}' scope")
+        request.state.principal = principal
+        return principal
+
+    return dependency
+
+
+Admin = Annotated[Principal, Depends(require(Scope.admin))]
+Reader = Annotated[Principal, Depends(require(Scope.read))]
+Writer = Annotated[Principal, Depends(require(Scope.events_write))]
+
+
+async def json_body(request: Request) -> Any:
+    body = await request.body()
+    if not body:
+        raise BadRequest("the request body is empty", code="invalid_json")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from exc
+
+
+JsonBody = Annotated[Any, Depends(json_body)]

@@ -1,0 +1,113 @@
+"""Event ingestion, retraction and dry runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from api.deps import Admin, JsonBody, RuntimeDep, SessionDep, Writer
+from api.errors import error_responses
+from rewards.errors import InvalidInput
+from rewards.services import events as event_service
+from rewards.services import ledger
+from rewards.services.events import EventIn, evaluate, load_rules, outcome_of, parse_batch
+from rewards.services.rulesets import compile_rules
+
+router = APIRouter(prefix="/v1", tags=["events"])
+
+
+class EventBatch(BaseModel):
+    events: list[EventIn] = Field(max_length=event_service.MAX_BATCH)
+
+
+EVENTS_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/EventIn"},
+                        {"$ref": "#/components/schemas/EventBatch"},
+                    ]
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/events", openapi_extra=EVENTS_BODY, responses=error_responses(400, 401, 403, 413, 422)
+)
+async def post_events(payload: JsonBody, principal: Writer, rt: RuntimeDep) -> dict[str, Any]:
+    """One event or ``{"events": [...]}`` (up to 1000). Idempotent on the event id."""
+    results = await event_service.ingest(rt, principal.program_id, parse_batch(payload))
+    return {"results": results}
+
+
+class RetractIn(BaseModel):
+    reason: str | None = Field(default=None, max_length=500)
+
+
+@router.post("/events/{event_id}/retract", responses=error_responses(401, 403, 404))
+async def retract(
+    event_id: str,
+    principal: Writer,
+    rt: RuntimeDep,
+    session: SessionDep,
+    data: RetractIn | None = None,
+) -> dict[str, Any]:
+    """Reverse an event's points with compensating ledger entries (idempotent)."""
+    return await ledger.retract(
+        rt,
+        session,
+        program_id=principal.program_id,
+        event_id=event_id,
+        reason=data.reason if data else None,
+    )
+
+
+@router.post(
+    "/simulate", openapi_extra=EVENTS_BODY, responses=error_responses(400, 401, 403, 413, 422)
+)
+async def simulate(
+    payload: JsonBody, principal: Admin, rt: RuntimeDep, session: SessionDep
+) -> dict[str, Any]:
+    """Evaluate events like ``POST /v1/events`` without changing anything.
+
+    Add ``"rules": "<yaml>"`` to the body to try a rule set before uploading it.
+    """
+    candidate = payload.pop("rules", None) if isinstance(payload, dict) else None
+    if candidate is not None and not isinstance(candidate, str):
+        raise InvalidInput(
+            "'rules' must be the rule set's YAML text", details=[{"pointer": "/rules"}]
+        )
+    items = parse_batch(payload)
+    program, rules, tz = await load_rules(rt, session, principal.program_id)
+    version = program.active_rules_version
+    if candidate is not None:
+        rules = compile_rules(candidate)
+        version = None
+        if rules.timezone:
+            from zoneinfo import ZoneInfo
+
+            tz = ZoneInfo(rules.timezone)
+    valid = [item for item in items if isinstance(item, EventIn)]
+    decided, _ = await evaluate(
+        rt,
+        session,
+        program_id=principal.program_id,
+        events=valid,
+        rules=rules,
+        tz=tz,
+        now=rt.clock(),
+    )
+    outcomes = iter(
+        outcome_of(decision, rules_version=version) if not isinstance(decision, dict) else decision
+        for _, decision in decided
+    )
+    results = [next(outcomes) if isinstance(item, EventIn) else item for item in items]
+    return {"results": results, "rules_version": version, "dry_run": True}

@@ -1,0 +1,142 @@
+"""The directory of people, and what each has earned."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import ValidationError
+
+from api.deps import Admin, Reader, RuntimeDep, SessionDep
+from api.errors import error_responses
+from rewards.db.models import User
+from rewards.runtime import Runtime
+from rewards.services import ledger
+from rewards.services.events import load_rules
+from rewards.services.users import (
+    BulkUserIn,
+    UserIn,
+    check_user_id,
+    get_user,
+    parse_bulk,
+    upsert_user,
+    upsert_users,
+    user_view,
+    validation_details,
+)
+from rules.tenure import DEFAULT_TENURE_BANDS
+
+router = APIRouter(prefix="/v1/users", tags=["users"])
+BULK_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"type": "array", "items": {"$ref": "#/components/schemas/BulkUserIn"}}
+            },
+            "text/csv": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+async def _view(rt: Runtime, session: Any, program_id: str, user: User) -> dict[str, Any]:
+    _program, rules, tz = await load_rules(rt, session, program_id)
+    bands = rules.tenure_bands if rules else DEFAULT_TENURE_BANDS
+    return user_view(user, bands=bands, today=rt.clock().astimezone(tz).date())
+
+
+@router.put("/{user_id}", responses=error_responses(401, 403, 422))
+async def put_user(
+    user_id: str, data: UserIn, principal: Admin, rt: RuntimeDep, session: SessionDep
+) -> dict[str, Any]:
+    """Create or replace a user."""
+    check_user_id(user_id)
+    user, created = await upsert_user(
+        session, program_id=principal.program_id, user_id=user_id, data=data, now=rt.clock()
+    )
+    return {**await _view(rt, session, principal.program_id, user), "created": created}
+
+
+@router.post(":bulk", openapi_extra=BULK_BODY, responses=error_responses(400, 401, 403, 413, 422))
+async def bulk(
+    request: Request, principal: Admin, rt: RuntimeDep, session: SessionDep
+) -> dict[str, Any]:
+    """Upsert many users from a JSON array or a CSV file (header row; extra columns become attributes)."""
+    rows = parse_bulk(await request.body(), request.headers.get("content-type", ""))
+    results: list[dict[str, Any]] = []
+    accepted: list[tuple[str, UserIn]] = []
+    positions: list[int] = []
+    for number, raw in rows:
+        try:
+            if not isinstance(raw, dict):
+                raise ValueError("each row must be an object")
+            data = BulkUserIn.model_validate(raw)
+            check_user_id(data.id)
+        except ValidationError as exc:
+            results.append(
+                {
+                    "row": number,
+                    "id": raw.get("id"),
+                    "status": "rejected",
+                    "error": {
+                        "code": "invalid_user",
+                        "message": "the row is not valid",
+                        "details": validation_details(exc),
+                    },
+                }
+            )
+            continue
+        except Exception as exc:  # a non-object row or a bad id
+            results.append(
+                {
+                    "row": number,
+                    "id": raw.get("id") if isinstance(raw, dict) else None,
+                    "status": "rejected",
+                    "error": {"code": "invalid_user", "message": str(exc), "details": []},
+                }
+            )
+            continue
+        positions.append(len(results))
+        results.append({"row": number, "id": data.id, "status": None})
+        accepted.append((data.id, UserIn.model_validate(data.model_dump(exclude={"id"}))))
+    created = await upsert_users(
+        session, program_id=principal.program_id, rows=accepted, now=rt.clock()
+    )
+    for position, was_created in zip(positions, created, strict=True):
+        results[position]["status"] = "created" if was_created else "updated"
+    counts = {
+        status: sum(1 for r in results if r["status"] == status)
+        for status in ("created", "updated", "rejected")
+    }
+    return {"results": results, **counts}
+
+
+@router.get("/{user_id}", responses=error_responses(401, 403, 404))
+async def read_user(
+    user_id: str, principal: Reader, rt: RuntimeDep, session: SessionDep
+) -> dict[str, Any]:
+    user = await get_user(session, principal.program_id, user_id)
+    return await _view(rt, session, principal.program_id, user)
+
+
+@router.get("/{user_id}/balance", responses=error_responses(401, 403, 404))
+async def balance(
+    user_id: str, principal: Reader, rt: RuntimeDep, session: SessionDep
+) -> dict[str, Any]:
+    """Balance, lifetime earned, held points and what expires next (soonest first)."""
+    return await ledger.balance(session, principal.program_id, user_id, rt.clock())
+
+
+@router.get("/{user_id}/ledger", responses=error_responses(401, 403, 404, 422))
+async def user_ledger(
+    user_id: str,
+    principal: Reader,
+    session: SessionDep,
+    limit: Annotated[int | None, Query()] = None,
+    cursor: Annotated[str | None, Query()] = None,
+) -> dict[str, Any]:
+    """The user's ledger entries, newest first."""
+    return await ledger.ledger_page(
+        session, principal.program_id, user_id, limit=limit, cursor=cursor
+    )

@@ -1,0 +1,161 @@
+"""Evaluate one event against a rule set and the user's limit usage. Pure: no I/O, no clock."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from engine.decision import Award, Decision, RejectCode, Rejection, UsageKey
+from engine.facts import EventFacts, UserFacts
+from engine.periods import period_start
+from rules import ExprError, Rule, RuleSet
+
+
+def decide(
+    *,
+    rules: RuleSet,
+    event: EventFacts,
+    user: UserFacts | None,
+    actor: UserFacts | None,
+    usage: Mapping[UsageKey, int],
+    tz: ZoneInfo,
+    now: datetime,
+) -> Decision:
+    """Decide what ``event`` earns.
+
+    ``usage`` holds how much of each per-period limit is already used; the decision
+    carries the increments to add. ``tz`` is the rule set's timezone: caps and
+    allowances reset at its midnights. ``now`` is when the event arrived.
+    """
+
+    def reject(code: RejectCode, message: str, **where: str) -> Decision:
+        return Decision(event.id, rejection=Rejection(code, message, **where))
+
+    if user is None:
+        return reject(
+            RejectCode.unknown_user, f"unknown user '{event.user_id}'", pointer="/user_id"
+        )
+    if event.occurred_at > rules.max_future_skew.add_to(now):
+        return reject(
+            RejectCode.occurred_in_future,
+            f"occurred_at is more than {rules.max_future_skew} in the future",
+            pointer="/occurred_at",
+        )
+    candidates = rules.rules_for(event.type)
+    if not candidates and event.type not in rules.event_types:
+        return reject(
+            RejectCode.unknown_event_type,
+            f"no rule or streak handles event type '{event.type}'",
+            pointer="/type",
+        )
+    if event.actor_id is not None and actor is None:
+        return reject(
+            RejectCode.unknown_actor, f"unknown actor '{event.actor_id}'", pointer="/actor_id"
+        )
+
+    activation = {"event": event.activation(), "user": user.activation()}
+    expires_at = (
+        rules.points_expire_after.add_to(event.occurred_at) if rules.points_expire_after else None
+    )
+    awards: list[Award] = []
+    increments: dict[UsageKey, int] = {}
+    for rule in candidates:
+        try:
+            if rule.when is not None and not rule.when.test(activation):
+                continue
+            points = rule.points_for(activation)
+        except ExprError as exc:
+            return reject(
+                RejectCode.rule_evaluation_error, f"rule '{rule.id}': {exc}", rule=rule.id
+            )
+        if rule.peer is not None:
+            refusal = _peer_refusal(rule, event, points, usage, increments, tz)
+            if refusal is not None:
+                return Decision(event.id, rejection=refusal)
+        capped = False
+        key = cap_key(rule, event, tz)
+        if key is not None and rule.cap is not None:
+            if usage.get(key, 0) + increments.get(key, 0) >= rule.cap.max:
+                capped = True
+            else:
+                increments[key] = increments.get(key, 0) + 1
+        awards.append(
+            Award(
+                rule=rule.id,
+                points=0 if capped else points,
+                base_points=points,
+                capped=capped,
+                expires_at=expires_at,
+            )
+        )
+    return Decision(event.id, awards=tuple(awards), usage=increments)
+
+
+def _peer_refusal(
+    rule: Rule,
+    event: EventFacts,
+    points: int,
+    usage: Mapping[UsageKey, int],
+    increments: dict[UsageKey, int],
+    tz: ZoneInfo,
+) -> Rejection | None:
+    assert rule.peer is not None
+    if event.actor_id is None:
+        return Rejection(
+            RejectCode.actor_required,
+            f"rule '{rule.id}' awards peer points and needs actor_id (the giver)",
+            pointer="/actor_id",
+            rule=rule.id,
+        )
+    if event.actor_id == event.user_id and not rule.peer.allow_self:
+        return Rejection(
+            RejectCode.self_award,
+            "a person cannot award peer points to themselves",
+            pointer="/actor_id",
+            rule=rule.id,
+        )
+    allowance = rule.peer.allowance
+    key = allowance_key(rule, event, tz)
+    if allowance is None or key is None:
+        return None
+    used = usage.get(key, 0) + increments.get(key, 0)
+    if used + points > allowance.max:
+        left = max(allowance.max - used, 0)
+        return Rejection(
+            RejectCode.peer_allowance_exceeded,
+            f"giver '{event.actor_id}' has {left} of {allowance.max} points left to give "
+            f"this {allowance.per}; this event gives {points}",
+            pointer="/attributes",
+            rule=rule.id,
+        )
+    increments[key] = increments.get(key, 0) + points
+    return None
+
+
+def cap_key(rule: Rule, event: EventFacts, tz: ZoneInfo) -> UsageKey | None:
+    if rule.cap is None:
+        return None
+    return UsageKey(
+        event.user_id, f"cap:{rule.id}", period_start(rule.cap.per, event.occurred_at, tz)
+    )
+
+
+def allowance_key(rule: Rule, event: EventFacts, tz: ZoneInfo) -> UsageKey | None:
+    if rule.peer is None or rule.peer.allowance is None or event.actor_id is None:
+        return None
+    return UsageKey(
+        event.actor_id,
+        f"allowance:{rule.id}",
+        period_start(rule.peer.allowance.per, event.occurred_at, tz),
+    )
+
+
+def usage_keys(rules: RuleSet, event: EventFacts, tz: ZoneInfo) -> set[UsageKey]:
+    """Every limit counter ``decide`` may read for this event, to fetch them up front."""
+    keys = set()
+    for rule in rules.rules_for(event.type):
+        for key in (cap_key(rule, event, tz), allowance_key(rule, event, tz)):
+            if key is not None:
+                keys.add(key)
+    return keys

@@ -1,0 +1,215 @@
+"""The ``rewards`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rewards.settings import Settings
+
+app = typer.Typer(help="Gamified rewards engine.", no_args_is_help=True, add_completion=False)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+programs_app = typer.Typer(help="Programs.", no_args_is_help=True)
+rules_app = typer.Typer(help="Rule sets.", no_args_is_help=True)
+ledger_app = typer.Typer(help="The points ledger.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(programs_app, name="programs")
+app.add_typer(rules_app, name="rules")
+app.add_typer(ledger_app, name="ledger")
+
+
+def migrate(settings: Settings) -> None:
+    from rewards.db.migrate import upgrade
+
+    upgrade(settings.effective_database_url)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration."""
+    settings = Settings()
+    migrate(settings)
+    typer.echo(f"database at {settings.effective_database_url.split('@')[-1]} is up to date")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    with_worker: Annotated[
+        bool, typer.Option("--with-worker", help="Run the background worker in this process too.")
+    ] = False,
+    workers: Annotated[
+        int, typer.Option(help="API processes (each opens its own connections).")
+    ] = 1,
+) -> None:
+    """Run the HTTP API (migrating the database first)."""
+    import uvicorn
+
+    from rewards.runtime import resolve_redis_url
+
+    settings = Settings()
+    migrate(settings)
+    redis_url, embedded = resolve_redis_url(settings)
+    if embedded is not None:
+        typer.echo(f"embedded redis-server on {embedded.socket_path}")
+    typer.echo(f"database: {settings.effective_database_url.split('@')[-1]}")
+    typer.echo(f"platform key: {settings.resolved_platform_key()}")
+    try:
+        if workers > 1:
+            # Worker processes inherit the Redis URL, so they share the embedded server.
+            os.environ["REWARDS_REDIS_URL"] = redis_url
+            uvicorn.run(
+                "api.app:app_factory",
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                log_level="warning",
+            )
+        else:
+            asyncio.run(_serve_one(settings, redis_url, host, port, with_worker))
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+async def _serve_one(
+    settings: Settings, redis_url: str, host: str, port: int, with_worker: bool
+) -> None:
+    import uvicorn
+
+    from api.app import create_app
+    from rewards.runtime import open_runtime
+    from workers.worker import build_worker
+
+    rt = await open_runtime(settings, redis_url=redis_url)
+    worker = build_worker(rt, handle_signals=False) if with_worker else None
+    worker_task = asyncio.create_task(worker.async_run()) if worker else None
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings, runtime=rt), host=host, port=port, log_level="info")
+    )
+    try:
+        await server.serve()
+    finally:
+        if worker is not None and worker_task is not None:
+            worker_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker_task
+            await worker.close()
+        await rt.close()
+
+
+@app.command()
+def worker() -> None:
+    """Run the background worker (arq)."""
+    from rewards.runtime import resolve_redis_url
+    from workers.worker import run_standalone
+
+    settings = Settings()
+    migrate(settings)
+    redis_url, embedded = resolve_redis_url(settings)
+    try:
+        asyncio.run(run_standalone(settings.model_copy(update={"redis_url": redis_url})))
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+@programs_app.command("create")
+def programs_create(
+    id: Annotated[str, typer.Option(help="Program id (slug).")],
+    name: Annotated[str, typer.Option(help="Display name.")],
+    timezone: Annotated[str, typer.Option(help="IANA timezone.")] = "UTC",
+    currency: Annotated[str, typer.Option(help="ISO 4217 currency.")] = "USD",
+) -> None:
+    """Create a program and print its first admin API key (shown once)."""
+    from pydantic import ValidationError
+
+    from rewards.errors import RewardsError
+    from rewards.services.programs import ProgramIn, create_program
+
+    settings = Settings()
+    migrate(settings)
+    try:
+        data = ProgramIn(id=id, name=name, timezone=timezone, currency=currency)
+    except ValidationError as exc:
+        for error in exc.errors():
+            typer.echo(f"error: {'.'.join(map(str, error['loc']))}: {error['msg']}", err=True)
+        raise typer.Exit(2) from None
+
+    async def run() -> str:
+        from rewards.db.engine import create_engine, create_sessionmaker
+        from rewards.db.engine import create_engine, create_sessionmaker
+        from rewards.runtime import utc_now
+
+        engine = create_engine(settings.effective_database_url)
+        try:
+            async with create_sessionmaker(engine)() as session, session.begin():
+                _, _, secret = await create_program(session, data, now=utc_now())
+            return secret
+        finally:
+            await engine.dispose()
+
+    try:
+        secret = asyncio.run(run())
+    except RewardsError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"program '{id}' created; admin API key (shown once):\n{secret}")
+
+
+@rules_app.command("check")
+def rules_check(files: Annotated[list[Path], typer.Argument(help="Rule files to check.")]) -> None:
+    """Validate rule files; print file:line:column for every problem; exit 1 if any."""
+    from rules import RulesInvalid, load_rules_file
+
+    failed = False
+    for path in files:
+        try:
+            ruleset = load_rules_file(path)
+        except RulesInvalid as exc:
+            failed = True
+            typer.echo(str(exc), err=True)
+            continue
+        typer.echo(
+            f"{path}: ok ({len(ruleset.rules)} rules, {len(ruleset.streaks)} streaks, {len(ruleset.thresholds)} thresholds)"
+        )
+    if failed:
+        raise typer.Exit(1)
+
+
+@ledger_app.command("verify")
+def ledger_verify(
+    program: Annotated[str | None, typer.Option(help="Only this program.")] = None,
+) -> None:
+    """Check that every cached balance equals its ledger sum; exit 1 on any difference."""
+    from rewards.db.engine import create_engine, create_sessionmaker
+    from rewards.services.ledger import verify_balances
+
+    settings = Settings()
+
+    async def run() -> list[dict[str, object]]:
+        engine = create_engine(settings.effective_database_url)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                return await verify_balances(session, program)
+        finally:
+            await engine.dispose()
+
+    mismatches = asyncio.run(run())
+    for row in mismatches:
+        typer.echo(f"mismatch: {row}", err=True)
+    if mismatches:
+        raise typer.Exit(1)
+    typer.echo("every balance equals its ledger sum")
+
+
+def main() -> None:  # pragma: no cover
+    app(sys.argv[1:])

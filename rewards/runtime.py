@@ -1,0 +1,82 @@
+"""Everything a running process holds: settings, database, Redis, caches, the clock.
+
+Built once by the API's lifespan or the worker's start-up and passed explicitly;
+nothing imports it as a global.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from rewards.db.engine import create_engine, create_sessionmaker
+from rewards.redis_server import EmbeddedRedis, redis_url_for_socket, start_embedded
+from rewards.settings import Settings
+from rules import RuleSet
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    redis: Redis
+    redis_url: str
+    clock: Callable[[], datetime] = utc_now
+    embedded_redis: EmbeddedRedis | None = None
+    # Compiled rule sets by (program, version): versions never change once written.
+    rule_sets: dict[tuple[str, int], RuleSet] = field(default_factory=dict)
+    # api key hash -> (cached until, principal); see rewards.services.keys
+    auth_cache: dict[str, tuple[float, object]] = field(default_factory=dict)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    def key(self, *parts: str) -> str:
+        """A Redis key in this installation's namespace."""
+        return ":".join((self.settings.redis_prefix, *parts))
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+        await self.engine.dispose()
+        if self.embedded_redis is not None:
+            self.embedded_redis.stop()
+
+
+def resolve_redis_url(settings: Settings) -> tuple[str, EmbeddedRedis | None]:
+    """The configured Redis, or a freshly started embedded one (owned by the caller)."""
+    if settings.redis_url:
+        return settings.redis_url, None
+    embedded = start_embedded(settings.data_dir)
+    return redis_url_for_socket(embedded.socket_path), embedded
+
+
+async def open_runtime(
+    settings: Settings,
+    *,
+    redis_url: str | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> Runtime:
+    """Connect to the database and Redis. Pass ``redis_url`` to share an embedded server."""
+    embedded = None
+    if redis_url is None:
+        redis_url, embedded = resolve_redis_url(settings)
+    engine = create_engine(settings.effective_database_url, pool_size=settings.db_pool_size)
+    return Runtime(
+        settings=settings,
+        engine=engine,
+        sessions=create_sessionmaker(engine),
+        redis=Redis.from_url(redis_url),
+        redis_url=redis_url,
+        clock=clock,
+        embedded_redis=embedded,
+    )

@@ -1,0 +1,285 @@
+"""Balances, ledger history, retractions and expiry: all derived from the append-only ledger."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from engine.decision import UsageKey
+from engine.lots import LedgerLine, LotBook, allocate
+from rewards.db.dialect import insert_for
+from rewards.db.models import Event, LedgerEntry, UserBalance
+from rewards.errors import InvalidInput, NotFound
+from rewards.runtime import Runtime
+from rewards.services.events import add_to_balances, add_usage, lock_people
+from rewards.services.users import get_user
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+
+
+async def lot_book(session: AsyncSession, program_id: str, user_id: str) -> LotBook:
+    rows = await session.execute(
+        select(
+            LedgerEntry.id,
+            LedgerEntry.kind,
+            LedgerEntry.points,
+            LedgerEntry.created_at,
+            LedgerEntry.lot_id,
+            LedgerEntry.expires_at,
+        ).where(LedgerEntry.program_id == program_id, LedgerEntry.user_id == user_id)
+    )
+    return allocate(LedgerLine(*row) for row in rows)
+
+
+async def balance(
+    session: AsyncSession, program_id: str, user_id: str, now: datetime
+) -> dict[str, Any]:
+    await get_user(session, program_id, user_id)
+    row = await session.get(UserBalance, (program_id, user_id))
+    assert row is not None
+    book = await lot_book(session, program_id, user_id)
+    # Lots past their expiry that the expiry job has not written off yet are already gone.
+    overdue = sum(lot.remaining for lot in book.due(now))
+    return {
+        "user_id": user_id,
+        "balance": row.balance - overdue,
+        "lifetime_earned": row.lifetime_earned,
+        "held": row.held,
+        "available": row.balance - overdue - row.held,
+        "expiring": [{"points": points, "expires_at": at} for points, at in book.upcoming(now)],
+    }
+
+
+def _cursor(value: int) -> str:
+    return base64.urlsafe_b64encode(f"l{value}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not raw.startswith("l"):
+            raise ValueError
+        return int(raw[1:])
+    except ValueError:
+        raise InvalidInput(
+            "cursor is not valid", code="invalid_cursor", details=[{"pointer": "/cursor"}]
+        ) from None
+
+
+def check_limit(limit: int | None) -> int:
+    if limit is None:
+        return DEFAULT_LIMIT
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInput(
+            f"limit must be between 1 and {MAX_LIMIT}",
+            code="invalid_limit",
+            details=[{"pointer": "/limit"}],
+        )
+    return limit
+
+
+async def ledger_page(
+    session: AsyncSession, program_id: str, user_id: str, *, limit: int | None, cursor: str | None
+) -> dict[str, Any]:
+    await get_user(session, program_id, user_id)
+    size = check_limit(limit)
+    query = (
+        select(LedgerEntry)
+        .where(
+            LedgerEntry.program_id == program_id,
+            LedgerEntry.user_id == user_id,
+            LedgerEntry.points != 0,
+        )
+        .order_by(LedgerEntry.id.desc())
+        .limit(size + 1)
+    )
+    if cursor:
+        query = query.where(LedgerEntry.id < _decode_cursor(cursor))
+    rows = list(await session.scalars(query))
+    more = len(rows) > size
+    rows = rows[:size]
+    return {
+        "entries": [
+            {
+                "id": row.id,
+                "kind": row.kind,
+                "points": row.points,
+                "event_id": row.event_id,
+                "rule": row.rule_id,
+                "rules_version": row.rules_version,
+                "lot_id": row.lot_id,
+                "expires_at": row.expires_at,
+                "details": row.details,
+                "created_at": row.created_at,
+            }
+            for row in rows
+        ],
+        "next_cursor": _cursor(rows[-1].id) if more else None,
+    }
+
+
+async def retract(
+    rt: Runtime, session: AsyncSession, *, program_id: str, event_id: str, reason: str | None
+) -> dict[str, Any]:
+    """Reverse an event's points with compensating entries. Retracting twice changes nothing."""
+    event = await session.get(Event, (program_id, event_id))
+    if event is None:
+        raise NotFound(f"no event '{event_id}'", code="unknown_event")
+    await lock_people(
+        session, program_id, {event.user_id, *([event.actor_id] if event.actor_id else [])}
+    )
+    await session.refresh(event)
+    earned = list(
+        await session.scalars(
+            select(LedgerEntry).where(
+                LedgerEntry.program_id == program_id,
+                LedgerEntry.event_id == event_id,
+                LedgerEntry.kind == "earn",
+            )
+        )
+    )
+    total = -sum(entry.points for entry in earned)
+    if event.retracted_at is None:
+        now = rt.clock()
+        event.retracted_at = now
+        if earned:
+            await session.execute(
+                insert_for(session)(LedgerEntry),
+                [
+                    {
+                        "program_id": program_id,
+                        "user_id": entry.user_id,
+                        "kind": "retract",
+                        "points": -entry.points,
+                        "dedupe_key": f"retract:{event_id}:{entry.rule_id}",
+                        "event_id": event_id,
+                        "rule_id": entry.rule_id,
+                        "rules_version": entry.rules_version,
+                        "lot_id": entry.id,
+                        "expires_at": None,
+                        "details": {"reason": reason} if reason else {},
+                        "created_at": now,
+                    }
+                    for entry in earned
+                ],
+            )
+            await add_to_balances(session, program_id, {event.user_id: (total, total)})
+        # Give back the cap slots and the giver's allowance the event used.
+        await add_usage(
+            session,
+            program_id,
+            {
+                UsageKey(subject, counter, datetime.fromisoformat(start).date()): -amount
+                for subject, counter, start, amount in event.usage or []
+            },
+        )
+    return {
+        "id": event_id,
+        "status": "retracted",
+        "user_id": event.user_id,
+        "points": total,
+        "retracted_at": event.retracted_at,
+    }
+
+
+async def expire_due(rt: Runtime, program_id: str) -> int:
+    """Write off every lot past its expiry: one ``expire`` entry per lot, never twice."""
+    now = rt.clock()
+    async with rt.sessions() as session:
+        expired_lots = select(LedgerEntry.lot_id).where(
+            LedgerEntry.program_id == program_id, LedgerEntry.kind == "expire"
+        )
+        users = list(
+            await session.scalars(
+                select(LedgerEntry.user_id)
+                .where(
+                    LedgerEntry.program_id == program_id,
+                    LedgerEntry.expires_at <= now,
+                    LedgerEntry.points > 0,
+                    LedgerEntry.id.not_in(expired_lots),
+                )
+                .distinct()
+            )
+        )
+    written = 0
+    for user_id in users:
+        async with rt.sessions() as session, session.begin():
+            await lock_people(session, program_id, {user_id})
+            book = await lot_book(session, program_id, user_id)
+            due = book.due(now)
+            if not due:
+                continue
+            await session.execute(
+                insert_for(session)(LedgerEntry).on_conflict_do_nothing(
+                    index_elements=["program_id", "dedupe_key"]
+                ),
+                [
+                    {
+                        "program_id": program_id,
+                        "user_id": user_id,
+                        "kind": "expire",
+                        "points": -lot.remaining,
+                        "dedupe_key": f"expire:{lot.id}",
+                        "event_id": None,
+                        "rule_id": None,
+                        "rules_version": None,
+                        "lot_id": lot.id,
+                        "expires_at": lot.expires_at,
+                        "details": {},
+                        "created_at": now,
+                    }
+                    for lot in due
+                ],
+            )
+            points = sum(lot.remaining for lot in due)
+            await add_to_balances(session, program_id, {user_id: (-points, 0)})
+            written += len(due)
+    return written
+
+
+async def verify_balances(
+    session: AsyncSession, program_id: str | None = None
+) -> list[dict[str, Any]]:
+    """Users whose cached balance differs from their ledger sum (empty when all is well)."""
+    sums = (
+        select(
+            LedgerEntry.program_id,
+            LedgerEntry.user_id,
+            func.sum(LedgerEntry.points).label("total"),
+            func.sum(LedgerEntry.points)
+            .filter(LedgerEntry.kind.in_(("earn", "retract")))
+            .label("earned"),
+        )
+        .group_by(LedgerEntry.program_id, LedgerEntry.user_id)
+        .subquery()
+    )
+    query = select(
+        UserBalance.program_id,
+        UserBalance.user_id,
+        UserBalance.balance,
+        UserBalance.lifetime_earned,
+        func.coalesce(sums.c.total, 0),
+        func.coalesce(sums.c.earned, 0),
+    ).outerjoin(
+        sums,
+        (sums.c.program_id == UserBalance.program_id) & (sums.c.user_id == UserBalance.user_id),
+    )
+    if program_id is not None:
+        query = query.where(UserBalance.program_id == program_id)
+    return [
+        {
+            "program_id": program,
+            "user_id": user,
+            "cached_balance": cached,
+            "ledger_balance": total,
+            "cached_lifetime_earned": cached_earned,
+            "ledger_lifetime_earned": earned,
+        }
+        for program, user, cached, cached_earned, total, earned in await session.execute(query)
+        if cached != total or cached_earned != earned
+    ]

