@@ -10,6 +10,7 @@ from engine.decision import Award, Decision, RejectCode, Rejection, UsageKey
 from engine.facts import EventFacts, UserFacts
 from engine.periods import period_start
 from rules import ExprError, Rule, RuleSet
+from rules.expr import Activation
 
 
 def decide(
@@ -54,17 +55,22 @@ def decide(
             RejectCode.unknown_actor, f"unknown actor '{event.actor_id}'", pointer="/actor_id"
         )
 
-    activation = {"event": event.activation(), "user": user.activation()}
     expires_at = (
         rules.points_expire_after.add_to(event.occurred_at) if rules.points_expire_after else None
     )
+    activation: Activation | None = None
     awards: list[Award] = []
     increments: dict[UsageKey, int] = {}
     for rule in candidates:
         try:
-            if rule.when is not None and not rule.when.test(activation):
+            if rule.when is not None or not isinstance(rule.points, int):
+                # Converted for CEL once per event, and only when some rule needs it.
+                activation = activation or Activation(
+                    {"event": event.activation(), "user": user.activation()}
+                )
+            if activation is not None and not rule.applies(activation):
                 continue
-            points = rule.points_for(activation)
+            points = rule.points_for(activation or {})
         except ExprError as exc:
             return reject(
                 RejectCode.rule_evaluation_error, f"rule '{rule.id}': {exc}", rule=rule.id

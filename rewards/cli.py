@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -146,7 +145,6 @@ def programs_create(
 
     async def run() -> str:
         from rewards.db.engine import create_engine, create_sessionmaker
-        from rewards.db.engine import create_engine, create_sessionmaker
         from rewards.runtime import utc_now
 
         engine = create_engine(settings.effective_database_url)
@@ -211,5 +209,5 @@ def ledger_verify(
     typer.echo("every balance equals its ledger sum")
 
 
-def main() -> None:  # pragma: no cover
-    app(sys.argv[1:])
+if __name__ == "__main__":
+    app()

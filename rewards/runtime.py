@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -17,6 +19,9 @@ from rewards.db.engine import create_engine, create_sessionmaker
 from rewards.redis_server import EmbeddedRedis, redis_url_for_socket, start_embedded
 from rewards.settings import Settings
 from rules import RuleSet
+
+if TYPE_CHECKING:
+    from rewards.services.group_commit import GroupCommit
 
 
 def utc_now() -> datetime:
@@ -36,6 +41,14 @@ class Runtime:
     rule_sets: dict[tuple[str, int], RuleSet] = field(default_factory=dict)
     # api key hash -> (cached until, principal); see rewards.services.keys
     auth_cache: dict[str, tuple[float, object]] = field(default_factory=dict)
+    # program id -> (cached until, ProgramContext); see rewards.services.context
+    programs: dict[str, tuple[float, Any]] = field(default_factory=dict)
+
+    @cached_property
+    def group_commit(self) -> GroupCommit:
+        from rewards.services.group_commit import GroupCommit
+
+        return GroupCommit(self)
 
     @property
     def is_sqlite(self) -> bool:

@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     db_pool_size: int = 10
     # Auth look-ups are cached in-process this long; a revoked key stops working within it.
     auth_cache_seconds: float = 5.0
+    # A program's row (timezone, active rule-set version) is cached this long per process.
+    # A rule-set change reaches other processes within it; every event records the
+    # version that actually judged it.
+    program_cache_seconds: float = 1.0
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

@@ -131,8 +131,9 @@ class Cohort(BaseModel):
     @model_validator(mode="after")
     def _tenure_has_bands(self) -> Cohort:
         if self.kind == "tenure" and not self.bands:
-            raise _fail("invalid_value", "tenure needs at least one band, e.g. ['0-1y', '1y+']",
-                        "bands")
+            raise _fail(
+                "invalid_value", "tenure needs at least one band, e.g. ['0-1y', '1y+']", "bands"
+            )
         return self
 
 
@@ -152,6 +153,7 @@ def _attribute(value: Mapping[Any, Any]) -> dict[str, Any]:
             "attribute",
         )
     if name in RESERVED_NAMES:
-        raise _fail("invalid_value", f"'{name}' is reserved for the board everyone is on",
-                    "attribute")
+        raise _fail(
+            "invalid_value", f"'{name}' is reserved for the board everyone is on", "attribute"
+        )
     return {"name": name, "kind": "attribute"}

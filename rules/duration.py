@@ -76,8 +76,7 @@ class IsoDuration:
             raise DurationError(f"expected an ISO 8601 duration ({_EXAMPLES})")
         match = _PATTERN.fullmatch(text)
         if match is None:
-            raise DurationError(f"{text!r} is not an ISO 8601 duration ({_EXAMPLES})"
-                                + _hint(text))
+            raise DurationError(f"{text!r} is not an ISO 8601 duration ({_EXAMPLES})" + _hint(text))
         return cls(**{k: int(v) for k, v in match.groupdict().items() if v is not None})
 
     @property
@@ -112,8 +111,12 @@ class IsoDuration:
         if self.is_zero:
             return "P0D"
         text = "P"
-        for value, mark in ((self.years, "Y"), (self.months, "M"), (self.weeks, "W"),
-                            (self.days, "D")):
+        for value, mark in (
+            (self.years, "Y"),
+            (self.months, "M"),
+            (self.weeks, "W"),
+            (self.days, "D"),
+        ):
             if value:
                 text += f"{value}{mark}"
         if self.hours or self.minutes or self.seconds:

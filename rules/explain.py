@@ -22,8 +22,15 @@ from rules.errors import PathElement
 
 OWN_CODES = frozenset(
     {
-        "missing", "extra_forbidden", "invalid_type", "invalid_value", "invalid_expression",
-        "invalid_duration", "float_money", "duplicate_id", "duplicate_key",
+        "missing",
+        "extra_forbidden",
+        "invalid_type",
+        "invalid_value",
+        "invalid_expression",
+        "invalid_duration",
+        "float_money",
+        "duplicate_id",
+        "duplicate_key",
     }
 )
 """Codes our validators raise themselves; their messages are already human."""
@@ -62,7 +69,7 @@ def explain(
     field = next((str(p) for p in reversed(path) if isinstance(p, str)), "value")
     value = error.get("input")
 
-    if kind == "missing":
+    if kind == "missing" and not ctx and error["msg"] == "Field required":
         return "missing", f"missing required key '{loc[-1]}'"
     if kind == "extra_forbidden" and not ctx:
         return "extra_forbidden", _unknown_key(str(loc[-1]), _fields_at(model, loc[:-1]))

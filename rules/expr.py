@@ -28,7 +28,8 @@ How Python values reach CEL (``to_cel``):
 
 Build an ``Activation`` once per event and pass it to every expression: the
 library converts a plain dict on every call (tens of microseconds), while a
-prepared activation evaluates in about half a microsecond.
+prepared activation evaluates in a microsecond or two (measured: 0.5 µs for one
+comparison, 2.4 µs for four clauses, against 45 µs and more with a dict).
 
 CEL does not coerce between ``int`` and ``double`` in arithmetic
 (``event.attributes.points * 2`` fails for a double), though comparisons across
@@ -64,8 +65,20 @@ _STRING_LITERAL = re.compile(
 )
 _BOUND_NAMES = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
 _TYPE_NAMES = frozenset(
-    {"bool", "bytes", "double", "duration", "int", "list", "map", "null_type", "string",
-     "timestamp", "type", "uint"}
+    {
+        "bool",
+        "bytes",
+        "double",
+        "duration",
+        "int",
+        "list",
+        "map",
+        "null_type",
+        "string",
+        "timestamp",
+        "type",
+        "uint",
+    }
 )
 
 
@@ -107,7 +120,7 @@ class Expr:
         try:
             program = cel.compile(source)
         except Exception as exc:  # the library raises ValueError; be safe about others
-            raise _compile_error(str(exc)) from exc
+            raise _compile_error(str(exc), source) from exc
         _check_names(source, program)
         return cls(source, program)
 
@@ -261,8 +274,15 @@ def cel_type(value: Any) -> str:
     if value is None:
         return "null"
     names: tuple[tuple[type, str], ...] = (
-        (bool, "bool"), (int, "int"), (float, "double"), (str, "string"), (bytes, "bytes"),
-        (datetime, "timestamp"), (timedelta, "duration"), (list, "list"), (dict, "map"),
+        (bool, "bool"),
+        (int, "int"),
+        (float, "double"),
+        (str, "string"),
+        (bytes, "bytes"),
+        (datetime, "timestamp"),
+        (timedelta, "duration"),
+        (list, "list"),
+        (dict, "map"),
     )
     for python_type, name in names:
         if isinstance(value, python_type):
@@ -270,7 +290,7 @@ def cel_type(value: Any) -> str:
     return type(value).__name__
 
 
-def _compile_error(text: str) -> ExprCompileError:
+def _compile_error(text: str, source: str) -> ExprCompileError:
     match = _COMPILE_ERROR.search(text)
     if match is None:
         return ExprCompileError(f"invalid CEL expression: {text}")
@@ -278,11 +298,18 @@ def _compile_error(text: str) -> ExprCompileError:
     detail = re.sub(r" expecting (?:\{.*\}|\S+)$", "", detail.strip())
     if detail.startswith("token recognition error at:"):
         detail = "unexpected character" + detail.removeprefix("token recognition error at")
-    detail = re.sub(r"^(?:mismatched|extraneous) input '<EOF>'$", "the expression ends too soon",
-                    detail)
+    detail = re.sub(
+        r"^(?:mismatched|extraneous) input '<EOF>'$", "the expression ends too soon", detail
+    )
     detail = re.sub(r"^(?:mismatched|extraneous) input ", "unexpected ", detail)
     detail = re.sub(r"^missing (.*) at '<EOF>'$", r"missing \1 at the end", detail)
-    return ExprCompileError(f"invalid CEL expression: {detail}", line=int(line), column=int(column))
+    # An error at the very end (often after a trailing newline) points just past the last token.
+    rows = source.rstrip().split("\n")
+    at = (int(line), int(column))
+    end = (len(rows), len(rows[-1]) + 1)
+    if at > end:
+        at = end
+    return ExprCompileError(f"invalid CEL expression: {detail}", line=at[0], column=at[1])
 
 
 def _check_names(source: str, program: cel.Program) -> None:
@@ -323,8 +350,10 @@ def _describe(exc: Exception) -> str:
         return "division by zero"
     text = str(exc).strip()
     if isinstance(exc, RuntimeError) and text.startswith("Undefined variable or function"):
-        return "undefined variable or function" + _first_sentence(text).partition(
-            "Undefined variable or function")[2]
+        return (
+            "undefined variable or function"
+            + _first_sentence(text).partition("Undefined variable or function")[2]
+        )
     if isinstance(exc, TypeError | OverflowError | IndexError):
         return _first_sentence(text) or type(exc).__name__
     if isinstance(exc, ValueError) and "Conversion Error" in text:

@@ -29,9 +29,30 @@ NonNegativeInt = Annotated[int, Strict(), Ge(0)]
 
 MINOR_UNITS: dict[str, int] = {
     # ISO 4217 currencies whose minor unit is not hundredths.
-    "BHD": 3, "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "IQD": 3, "ISK": 0, "JOD": 3,
-    "JPY": 0, "KMF": 0, "KRW": 0, "KWD": 3, "LYD": 3, "OMR": 3, "PYG": 0, "RWF": 0,
-    "TND": 3, "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
+    "BHD": 3,
+    "BIF": 0,
+    "CLP": 0,
+    "DJF": 0,
+    "GNF": 0,
+    "IQD": 3,
+    "ISK": 0,
+    "JOD": 3,
+    "JPY": 0,
+    "KMF": 0,
+    "KRW": 0,
+    "KWD": 3,
+    "LYD": 3,
+    "OMR": 3,
+    "PYG": 0,
+    "RWF": 0,
+    "TND": 3,
+    "UGX": 0,
+    "UYI": 0,
+    "VND": 0,
+    "VUV": 0,
+    "XAF": 0,
+    "XOF": 0,
+    "XPF": 0,
 }
 
 _SLUG = re.compile(r"[a-z0-9_.-]+")
@@ -100,9 +121,7 @@ def _timezone(value: Any) -> str:
     except (ZoneInfoNotFoundError, ValueError):
         close = suggest(text, sorted(available_timezones()))
         hint = f" (did you mean '{close}'?)" if close else ", e.g. Europe/London or UTC"
-        raise PydanticCustomError(
-            "invalid_value", f"unknown timezone {text!r}{hint}"
-        ) from None
+        raise PydanticCustomError("invalid_value", f"unknown timezone {text!r}{hint}") from None
     return text
 
 
@@ -169,14 +188,22 @@ Name = Annotated[str, PlainValidator(_name)]
 Currency = Annotated[str, PlainValidator(_currency)]
 CountryCode = Annotated[str, PlainValidator(_country)]
 TimezoneName = Annotated[str, PlainValidator(_timezone)]
-_MoneyBase = Annotated[
-    Decimal, PlainValidator(_money), PlainSerializer(str, return_type=str)
-]
+_MoneyBase = Annotated[Decimal, PlainValidator(_money), PlainSerializer(str, return_type=str)]
 Money = Annotated[_MoneyBase, AfterValidator(_positive)]
 MoneyOrZero = Annotated[_MoneyBase, AfterValidator(_not_negative)]
 
 __all__ = [
-    "MINOR_UNITS", "CountryCode", "Currency", "EventType", "Money",
-    "MoneyOrZero", "Name", "NonNegativeInt", "PositiveInt", "Slug", "TimezoneName",
-    "check_places", "decimal_places",
+    "MINOR_UNITS",
+    "CountryCode",
+    "Currency",
+    "EventType",
+    "Money",
+    "MoneyOrZero",
+    "Name",
+    "NonNegativeInt",
+    "PositiveInt",
+    "Slug",
+    "TimezoneName",
+    "check_places",
+    "decimal_places",
 ]

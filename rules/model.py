@@ -75,8 +75,7 @@ def _points(value: Any) -> int | Expr:
         return validate_expr(value)
     raise PydanticCustomError(
         "invalid_type",
-        "points must be a whole number or a CEL expression in quotes, "
-        f"got {describe(value)}",
+        f"points must be a whole number or a CEL expression in quotes, got {describe(value)}",
     )
 
 
@@ -340,8 +339,9 @@ class RuleSet(Frozen):
     def _not_zero(cls, value: IsoDuration | None) -> IsoDuration | None:
         if value is not None and value.is_zero:
             raise PydanticCustomError(
-                "invalid_value", "points_expire_after must be longer than zero; leave it out "
-                "for points that never expire"
+                "invalid_value",
+                "points_expire_after must be longer than zero; leave it out "
+                "for points that never expire",
             )
         return value
 

@@ -171,8 +171,9 @@ class PositionMap(Mapping[Path, Position]):
 
 def parse(text: str, *, source: str) -> tuple[Any, PositionMap]:
     """Load one YAML document; a problem raises ``RulesInvalid``."""
-    loader = Loader(text)
+    loader: Loader | None = None
     try:
+        loader = Loader(text)  # the reader checks every character here
         node = loader.get_single_node()
         data = None if node is None else loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
@@ -180,8 +181,11 @@ def parse(text: str, *, source: str) -> tuple[Any, PositionMap]:
     except yaml.reader.ReaderError as exc:
         line, column = _line_column(text, exc.position)
         raise RulesInvalid.single(
-            source=source, line=line, column=column, code="yaml_syntax",
-            message=f"invalid YAML: character {exc.character!r} is not allowed",
+            source=source,
+            line=line,
+            column=column,
+            code="yaml_syntax",
+            message=f"invalid YAML: the character {_codepoint(exc.character)} is not allowed",
         ) from exc
     except yaml.YAMLError as exc:
         raise RulesInvalid.single(
@@ -192,14 +196,20 @@ def parse(text: str, *, source: str) -> tuple[Any, PositionMap]:
             source=source, code="too_complex", message="the document is nested too deeply"
         ) from exc
     finally:
-        loader.dispose()
-    if loader.duplicates:
+        if loader is not None:
+            loader.dispose()
+    if loader.duplicates and node is not None:
+        # The later of two equal keys is the one the walk keeps, so its path can be found.
+        by_key = {
+            (found.key_line, found.key_column): path
+            for path, found in _positions(node, text, loader, source).items()
+        }
         raise RulesInvalid(
             RuleError(
                 source,
                 mark.line + 1,
                 mark.column + 1,
-                "",
+                json_pointer(by_key.get((mark.line + 1, mark.column + 1), ())),
                 f"duplicate key '{key}' (first given on line {first.line + 1})",
                 "duplicate_key",
             )
@@ -230,7 +240,7 @@ def locate(
     """Turn one pydantic error (an ``ErrorDetails``) into a located ``RuleError``."""
     ctx: dict[str, Any] = error.get("ctx") or {}
     loc = tuple(error["loc"]) + tuple(ctx.get("at", ()))
-    path = data_path(data, loc, missing=error["type"] == "missing")
+    path = data_path(data, loc, missing=error["type"] == "missing" and not ctx)
     code, message = explain(error, loc=loc, path=path, model=model)
     found_path, position = positions.closest(path)
     line = column = None
@@ -291,8 +301,10 @@ def _syntax_error(exc: yaml.MarkedYAMLError, source: str) -> RulesInvalid:
     message = f"invalid YAML: {exc.problem or exc.context or 'cannot parse'}"
     if exc.problem and exc.context:
         message += f" ({exc.context}"
-        if exc.context_mark is not None and mark is not None and (
-            exc.context_mark.line != mark.line
+        if (
+            exc.context_mark is not None
+            and mark is not None
+            and (exc.context_mark.line != mark.line)
         ):
             message += f" that starts on line {exc.context_mark.line + 1}"
         message += ")"
@@ -303,6 +315,11 @@ def _syntax_error(exc: yaml.MarkedYAMLError, source: str) -> RulesInvalid:
         code="yaml_syntax",
         message=message,
     )
+
+
+def _codepoint(character: object) -> str:
+    code = ord(character) if isinstance(character, str) else character
+    return f"U+{code:04X}" if isinstance(code, int) else repr(character)
 
 
 def _line_column(text: str, index: int) -> tuple[int, int]:
@@ -319,7 +336,10 @@ def _positions(root: Node, text: str, loader: Loader, source: str) -> dict[Path,
         visited += 1
         if visited > MAX_NODES:
             raise RulesInvalid.single(
-                source=source, line=1, column=1, code="too_complex",
+                source=source,
+                line=1,
+                column=1,
+                code="too_complex",
                 message=f"the document has more than {MAX_NODES} values once aliases are expanded",
             )
         mark = node.start_mark

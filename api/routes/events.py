@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
@@ -12,7 +14,8 @@ from api.errors import error_responses
 from rewards.errors import InvalidInput
 from rewards.services import events as event_service
 from rewards.services import ledger
-from rewards.services.events import EventIn, evaluate, load_rules, outcome_of, parse_batch
+from rewards.services.context import program_context
+from rewards.services.events import EventIn, evaluate, in_order, outcomes, parse_batch
 from rewards.services.rulesets import compile_rules
 
 router = APIRouter(prefix="/v1", tags=["events"])
@@ -44,7 +47,7 @@ EVENTS_BODY = {
 )
 async def post_events(payload: JsonBody, principal: Writer, rt: RuntimeDep) -> dict[str, Any]:
     """One event or ``{"events": [...]}`` (up to 1000). Idempotent on the event id."""
-    results = await event_service.ingest(rt, principal.program_id, parse_batch(payload))
+    results = await rt.group_commit.submit(principal.program_id, parse_batch(payload))
     return {"results": results}
 
 
@@ -86,28 +89,20 @@ async def simulate(
             "'rules' must be the rule set's YAML text", details=[{"pointer": "/rules"}]
         )
     items = parse_batch(payload)
-    program, rules, tz = await load_rules(rt, session, principal.program_id)
-    version = program.active_rules_version
+    connection = await session.connection()
+    context = await program_context(rt, connection, principal.program_id)
     if candidate is not None:
         rules = compile_rules(candidate)
-        version = None
-        if rules.timezone:
-            from zoneinfo import ZoneInfo
-
-            tz = ZoneInfo(rules.timezone)
+        context = replace(
+            context,
+            rules=rules,
+            rules_version=None,
+            tz=ZoneInfo(rules.timezone or context.timezone),
+        )
     valid = [item for item in items if isinstance(item, EventIn)]
     decided, _ = await evaluate(
-        rt,
-        session,
-        program_id=principal.program_id,
-        events=valid,
-        rules=rules,
-        tz=tz,
-        now=rt.clock(),
+        connection, context=context, events=valid, now=rt.clock(), lock=False
     )
-    outcomes = iter(
-        outcome_of(decision, rules_version=version) if not isinstance(decision, dict) else decision
-        for _, decision in decided
-    )
-    results = [next(outcomes) if isinstance(item, EventIn) else item for item in items]
+    results = in_order(items, outcomes(decided, rules_version=context.rules_version))
+    version = context.rules_version
     return {"results": results, "rules_version": version, "dry_run": True}

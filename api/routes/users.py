@@ -6,13 +6,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import Admin, Reader, RuntimeDep, SessionDep
 from api.errors import error_responses
 from rewards.db.models import User
 from rewards.runtime import Runtime
 from rewards.services import ledger
-from rewards.services.events import load_rules
+from rewards.services.context import program_context
 from rewards.services.users import (
     BulkUserIn,
     UserIn,
@@ -24,7 +25,6 @@ from rewards.services.users import (
     user_view,
     validation_details,
 )
-from rules.tenure import DEFAULT_TENURE_BANDS
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
 BULK_BODY = {
@@ -40,10 +40,11 @@ BULK_BODY = {
 }
 
 
-async def _view(rt: Runtime, session: Any, program_id: str, user: User) -> dict[str, Any]:
-    _program, rules, tz = await load_rules(rt, session, program_id)
-    bands = rules.tenure_bands if rules else DEFAULT_TENURE_BANDS
-    return user_view(user, bands=bands, today=rt.clock().astimezone(tz).date())
+async def _view(rt: Runtime, session: AsyncSession, program_id: str, user: User) -> dict[str, Any]:
+    context = await program_context(rt, await session.connection(), program_id)
+    return user_view(
+        user, bands=context.tenure_bands, today=rt.clock().astimezone(context.tz).date()
+    )
 
 
 @router.put("/{user_id}", responses=error_responses(401, 403, 422))

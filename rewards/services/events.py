@@ -14,23 +14,21 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import select, tuple_, update
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, insert, select, tuple_, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.decide import decide, usage_keys
 from engine.decision import Decision, RejectCode, Rejection, UsageKey
 from engine.facts import EventFacts
-from rewards.db.dialect import insert_for
-from rewards.db.models import Event, LedgerEntry, Program, UsageCounter, User, UserBalance
-from rewards.errors import InvalidInput, NotFound, PayloadTooLarge
+from rewards.db.dialect import dialect_name, insert_for
+from rewards.db.models import Event, LedgerEntry, UsageCounter, User, UserBalance
+from rewards.errors import InvalidInput, PayloadTooLarge
 from rewards.runtime import Runtime
-from rewards.services.rulesets import ruleset_version
+from rewards.services.context import ProgramContext, program_context
 from rewards.services.users import user_facts, validation_details
-from rules import RuleSet
 
 MAX_BATCH = 1000
 MAX_ATTEMPTS = 5
@@ -62,6 +60,7 @@ class EventIn(BaseModel):
 
 
 Result = dict[str, Any]
+USERS = User.__table__
 
 
 def parse_batch(payload: Any) -> list[EventIn | Result]:
@@ -106,33 +105,28 @@ def _duplicate(outcome: Result) -> Result:
     return {**outcome, "status": "duplicate"}
 
 
+def in_order(items: Sequence[EventIn | Result], outcomes: list[Result]) -> list[Result]:
+    """Put the outcomes of the valid events back between the up-front rejections."""
+    decided = iter(outcomes)
+    return [next(decided) if isinstance(item, EventIn) else item for item in items]
+
+
 async def ingest(rt: Runtime, program_id: str, items: Sequence[EventIn | Result]) -> list[Result]:
     """Apply a batch. Every event gets a result, in order; one bad event does not stop the rest."""
     events = [item for item in items if isinstance(item, EventIn)]
-    outcomes: dict[int, Result] = {}
-    if events:
-        for attempt in range(MAX_ATTEMPTS):
-            try:
-                async with rt.sessions() as session, session.begin():
-                    outcomes = await _apply(rt, session, program_id, events)
-                break
-            except DBAPIError as exc:
-                if attempt + 1 == MAX_ATTEMPTS or not _retryable(exc):
-                    raise
-    results: list[Result] = []
-    position = 0
-    for item in items:
-        if isinstance(item, EventIn):
-            results.append(outcomes[position])
-            position += 1
-        else:
-            results.append(item)
-    return results
+    outcomes: list[Result] = []
+    for attempt in range(MAX_ATTEMPTS if events else 0):
+        try:
+            async with rt.engine.begin() as connection:
+                outcomes = await _apply(rt, connection, program_id, events)
+            break
+        except DBAPIError as exc:
+            if attempt + 1 == MAX_ATTEMPTS or not _retryable(exc):
+                raise
+    return in_order(items, outcomes)
 
 
 def _retryable(exc: DBAPIError) -> bool:
-    from sqlalchemy.exc import IntegrityError, OperationalError
-
     if isinstance(exc, IntegrityError):
         return True  # lost a race on a primary key: the retry sees the winner's row
     if isinstance(exc, OperationalError) and "locked" in str(exc.orig):
@@ -140,11 +134,11 @@ def _retryable(exc: DBAPIError) -> bool:
     return getattr(exc.orig, "sqlstate", None) in RETRYABLE_SQLSTATES
 
 
-async def lock_people(session: AsyncSession, program_id: str, people: set[str]) -> None:
-    """Lock the balance rows of these people, in a fixed order (PostgreSQL; SQLite has one writer)."""
-    if session.get_bind().dialect.name == "sqlite" or not people:
+async def lock_people(connection: AsyncConnection, program_id: str, people: set[str]) -> None:
+    """Lock these people's balance rows in id order (PostgreSQL; SQLite has a single writer)."""
+    if dialect_name(connection) == "sqlite" or not people:
         return
-    await session.execute(
+    await connection.execute(
         select(UserBalance.user_id)
         .where(UserBalance.program_id == program_id, UserBalance.user_id.in_(sorted(people)))
         .order_by(UserBalance.user_id)
@@ -152,12 +146,29 @@ async def lock_people(session: AsyncSession, program_id: str, people: set[str]) 
     )
 
 
+async def load_people(
+    connection: AsyncConnection, program_id: str, people: set[str], *, lock: bool
+) -> dict[str, Any]:
+    """Directory rows of these people; with ``lock``, their balance rows locked in id order."""
+    query = select(USERS).where(User.program_id == program_id, User.id.in_(sorted(people)))
+    if lock and dialect_name(connection) != "sqlite":
+        query = (
+            query.join(
+                UserBalance,
+                (UserBalance.program_id == User.program_id) & (UserBalance.user_id == User.id),
+            )
+            .order_by(User.id)
+            .with_for_update(of=UserBalance)
+        )
+    return {row.id: row for row in await connection.execute(query)}
+
+
 async def load_usage(
-    session: AsyncSession, program_id: str, keys: set[UsageKey]
+    connection: AsyncConnection, program_id: str, keys: set[UsageKey]
 ) -> dict[UsageKey, int]:
     if not keys:
         return {}
-    rows = await session.execute(
+    rows = await connection.execute(
         select(
             UsageCounter.subject_id,
             UsageCounter.counter,
@@ -174,13 +185,12 @@ async def load_usage(
 
 
 async def add_usage(
-    session: AsyncSession, program_id: str, increments: dict[UsageKey, int]
+    connection: AsyncConnection, program_id: str, increments: dict[UsageKey, int]
 ) -> None:
     changes = [(key, amount) for key, amount in increments.items() if amount]
     if not changes:
         return
-    insert = insert_for(session)
-    statement = insert(UsageCounter).values(
+    statement = insert_for(connection)(UsageCounter).values(
         [
             {
                 "program_id": program_id,
@@ -192,7 +202,7 @@ async def add_usage(
             for key, amount in changes
         ]
     )
-    await session.execute(
+    await connection.execute(
         statement.on_conflict_do_update(
             index_elements=["program_id", "subject_id", "counter", "period_start"],
             set_={"used": UsageCounter.used + statement.excluded.used},
@@ -201,7 +211,7 @@ async def add_usage(
 
 
 async def add_to_balances(
-    session: AsyncSession, program_id: str, deltas: dict[str, tuple[int, int]]
+    connection: AsyncConnection, program_id: str, deltas: dict[str, tuple[int, int]]
 ) -> None:
     """Add (balance, lifetime_earned) deltas to cached balance rows, in the ledger's transaction."""
     changes = [
@@ -211,9 +221,6 @@ async def add_to_balances(
     ]
     if not changes:
         return
-    from sqlalchemy import bindparam
-
-    connection = await session.connection()
     await connection.execute(
         update(UserBalance)
         .where(UserBalance.program_id == bindparam("p"), UserBalance.user_id == bindparam("u"))
@@ -225,46 +232,32 @@ async def add_to_balances(
     )
 
 
-async def load_rules(
-    rt: Runtime, session: AsyncSession, program_id: str
-) -> tuple[Program, RuleSet | None, ZoneInfo]:
-    program = await session.get(Program, program_id)
-    if program is None:
-        raise NotFound(f"no program '{program_id}'")
-    if program.active_rules_version is None:
-        return program, None, ZoneInfo(program.timezone)
-    rules = await ruleset_version(rt, session, program_id, program.active_rules_version)
-    return program, rules, ZoneInfo(rules.timezone or program.timezone)
+Decided = list[tuple[EventFacts, Decision | Result]]
 
 
 async def evaluate(
-    rt: Runtime,
-    session: AsyncSession,
+    connection: AsyncConnection,
     *,
-    program_id: str,
+    context: ProgramContext,
     events: Sequence[EventIn],
-    rules: RuleSet | None,
-    tz: ZoneInfo,
     now: datetime,
-) -> tuple[list[tuple[EventFacts, Decision | Result]], dict[UsageKey, int]]:
+    lock: bool,
+) -> tuple[Decided, dict[UsageKey, int]]:
     """Decide every event of a batch against current state; returns decisions and new usage.
 
     Duplicates (already stored, or repeated within the batch) come back as results.
     Nothing is written here, which is what makes ``/v1/simulate`` a true dry run.
     """
+    program_id, rules, tz = context.id, context.rules, context.tz
     facts = [event.facts() for event in events]
-    ids = {fact.id for fact in facts}
     people = {fact.user_id for fact in facts} | {f.actor_id for f in facts if f.actor_id}
-    found = await session.execute(
-        select(Event.id, Event.outcome).where(Event.program_id == program_id, Event.id.in_(ids))
+    users = await load_people(connection, program_id, people, lock=lock)
+    found = await connection.execute(
+        select(Event.id, Event.outcome).where(
+            Event.program_id == program_id, Event.id.in_({fact.id for fact in facts})
+        )
     )
     stored: dict[str, Result] = {event_id: outcome for event_id, outcome in found}
-    users = {
-        user.id: user
-        for user in await session.scalars(
-            select(User).where(User.program_id == program_id, User.id.in_(people))
-        )
-    }
     if rules is None:
         missing = Rejection(
             RejectCode.no_rules, "the program has no rule set yet; PUT /v1/programs/current/rules"
@@ -272,21 +265,22 @@ async def evaluate(
         return [
             (
                 fact,
-                (stored.get(fact.id) and _duplicate(stored[fact.id]))
-                or Decision(fact.id, rejection=missing),
+                _duplicate(stored[fact.id])
+                if fact.id in stored
+                else Decision(fact.id, rejection=missing),
             )
             for fact in facts
         ], {}
     today = now.astimezone(tz).date()
-    people_facts = {
-        uid: user_facts(user, bands=rules.tenure_bands, today=today) for uid, user in users.items()
+    directory = {
+        uid: user_facts(row, bands=rules.tenure_bands, today=today) for uid, row in users.items()
     }
     keys: set[UsageKey] = set()
     for fact in facts:
         keys |= usage_keys(rules, fact, tz)
-    usage = await load_usage(session, program_id, keys)
+    usage = await load_usage(connection, program_id, keys)
     increments: dict[UsageKey, int] = defaultdict(int)
-    decided: list[tuple[EventFacts, Decision | Result]] = []
+    decided: Decided = []
     in_batch: dict[str, Decision] = {}
     for fact in facts:
         if fact.id in stored:
@@ -295,15 +289,15 @@ async def evaluate(
         if fact.id in in_batch:
             decided.append((fact, in_batch[fact.id]))
             continue
-        merged = {
+        current = {
             key: usage.get(key, 0) + increments.get(key, 0) for key in usage_keys(rules, fact, tz)
         }
         decision = decide(
             rules=rules,
             event=fact,
-            user=people_facts.get(fact.user_id),
-            actor=people_facts.get(fact.actor_id) if fact.actor_id else None,
-            usage=merged,
+            user=directory.get(fact.user_id),
+            actor=directory.get(fact.actor_id) if fact.actor_id else None,
+            usage=current,
             tz=tz,
             now=now,
         )
@@ -329,52 +323,42 @@ def outcome_of(decision: Decision, *, rules_version: int | None) -> Result:
     }
 
 
+def outcomes(decided: Decided, *, rules_version: int | None) -> list[Result]:
+    return [
+        decision
+        if isinstance(decision, dict)
+        else outcome_of(decision, rules_version=rules_version)
+        for _, decision in decided
+    ]
+
+
 async def _apply(
-    rt: Runtime, session: AsyncSession, program_id: str, events: list[EventIn]
-) -> dict[int, Result]:
+    rt: Runtime, connection: AsyncConnection, program_id: str, events: list[EventIn]
+) -> list[Result]:
     now = rt.clock()
-    program, rules, tz = await load_rules(rt, session, program_id)
-    people = {event.user_id for event in events} | {e.actor_id for e in events if e.actor_id}
-    await lock_people(session, program_id, people)
+    context = await program_context(rt, connection, program_id)
     decided, increments = await evaluate(
-        rt, session, program_id=program_id, events=events, rules=rules, tz=tz, now=now
+        connection, context=context, events=events, now=now, lock=True
     )
-    version = program.active_rules_version
-    results: dict[int, Result] = {}
+    version = context.rules_version
+    results: list[Result] = []
     event_rows: list[dict[str, Any]] = []
     ledger_rows: list[dict[str, Any]] = []
     deltas: dict[str, tuple[int, int]] = {}
     written: set[str] = set()
-    for position, (fact, decision) in enumerate(decided):
+    for fact, decision in decided:
         if not isinstance(decision, Decision):
-            results[position] = decision
+            results.append(decision)
             continue
         outcome = outcome_of(decision, rules_version=version)
-        if not decision.applied or fact.id in written:
-            results[position] = outcome if fact.id not in written else _duplicate(outcome)
+        if fact.id in written:
+            results.append(_duplicate(outcome))
+            continue
+        results.append(outcome)
+        if not decision.applied:
             continue
         written.add(fact.id)
-        results[position] = outcome
-        event_rows.append(
-            {
-                "program_id": program_id,
-                "id": fact.id,
-                "type": fact.type,
-                "user_id": fact.user_id,
-                "actor_id": fact.actor_id,
-                "source": fact.source,
-                "occurred_at": fact.occurred_at,
-                "received_at": now,
-                "attributes": dict(fact.attributes),
-                "points": decision.points,
-                "rules_version": version,
-                "outcome": outcome,
-                "usage": [
-                    [key.subject_id, key.counter, key.period_start.isoformat(), amount]
-                    for key, amount in decision.usage.items()
-                ],
-            }
-        )
+        event_rows.append(_event_row(program_id, fact, decision, outcome, now=now, version=version))
         for award in decision.awards:
             if award.points == 0:
                 continue
@@ -401,9 +385,39 @@ async def _apply(
             balance, earned = deltas.get(fact.user_id, (0, 0))
             deltas[fact.user_id] = (balance + award.points, earned + award.points)
     if event_rows:
-        await session.execute(insert_for(session)(Event), event_rows)
+        await connection.execute(insert(Event), event_rows)
     if ledger_rows:
-        await session.execute(insert_for(session)(LedgerEntry), ledger_rows)
-    await add_to_balances(session, program_id, deltas)
-    await add_usage(session, program_id, increments)
+        await connection.execute(insert(LedgerEntry), ledger_rows)
+    await add_to_balances(connection, program_id, deltas)
+    await add_usage(connection, program_id, increments)
     return results
+
+
+def _event_row(
+    program_id: str,
+    fact: EventFacts,
+    decision: Decision,
+    outcome: Result,
+    *,
+    now: datetime,
+    version: int | None,
+) -> dict[str, Any]:
+    return {
+        "program_id": program_id,
+        "id": fact.id,
+        "type": fact.type,
+        "user_id": fact.user_id,
+        "actor_id": fact.actor_id,
+        "source": fact.source,
+        "occurred_at": fact.occurred_at,
+        "received_at": now,
+        "attributes": dict(fact.attributes),
+        "points": decision.points,
+        "rules_version": version,
+        "outcome": outcome,
+        "usage": [
+            [key.subject_id, key.counter, key.period_start.isoformat(), amount]
+            for key, amount in decision.usage.items()
+        ],
+        "retracted_at": None,
+    }

@@ -130,8 +130,9 @@ async def retract(
     event = await session.get(Event, (program_id, event_id))
     if event is None:
         raise NotFound(f"no event '{event_id}'", code="unknown_event")
+    connection = await session.connection()
     await lock_people(
-        session, program_id, {event.user_id, *([event.actor_id] if event.actor_id else [])}
+        connection, program_id, {event.user_id, *([event.actor_id] if event.actor_id else [])}
     )
     await session.refresh(event)
     earned = list(
@@ -168,10 +169,10 @@ async def retract(
                     for entry in earned
                 ],
             )
-            await add_to_balances(session, program_id, {event.user_id: (total, total)})
+            await add_to_balances(connection, program_id, {event.user_id: (total, total)})
         # Give back the cap slots and the giver's allowance the event used.
         await add_usage(
-            session,
+            connection,
             program_id,
             {
                 UsageKey(subject, counter, datetime.fromisoformat(start).date()): -amount
@@ -209,7 +210,8 @@ async def expire_due(rt: Runtime, program_id: str) -> int:
     written = 0
     for user_id in users:
         async with rt.sessions() as session, session.begin():
-            await lock_people(session, program_id, {user_id})
+            connection = await session.connection()
+            await lock_people(connection, program_id, {user_id})
             book = await lot_book(session, program_id, user_id)
             due = book.due(now)
             if not due:
@@ -237,7 +239,7 @@ async def expire_due(rt: Runtime, program_id: str) -> int:
                 ],
             )
             points = sum(lot.remaining for lot in due)
-            await add_to_balances(session, program_id, {user_id: (-points, 0)})
+            await add_to_balances(connection, program_id, {user_id: (-points, 0)})
             written += len(due)
     return written
 

@@ -50,21 +50,8 @@ async def put_rules(
     program.active_rules_version = row.version
     await session.flush()
     rt.rule_sets[(program_id, row.version)] = ruleset
+    rt.programs.pop(program_id, None)
     return row, True
-
-
-async def ruleset_version(
-    rt: Runtime, session: AsyncSession, program_id: str, version: int
-) -> RuleSet:
-    cached = rt.rule_sets.get((program_id, version))
-    if cached is not None:
-        return cached
-    row = await session.get(RuleSetVersion, (program_id, version))
-    if row is None:
-        raise NotFound(f"no rule set version {version}")
-    ruleset = compile_rules(row.source)
-    rt.rule_sets[(program_id, version)] = ruleset
-    return ruleset
 
 
 async def list_versions(session: AsyncSession, program_id: str) -> list[RuleSetVersion]:

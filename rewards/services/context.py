@@ -1,0 +1,79 @@
+"""What every request needs to know about its program, cached briefly per process."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from rewards.db.models import Program, RuleSetVersion
+from rewards.errors import NotFound
+from rewards.runtime import Runtime
+from rewards.services.rulesets import compile_rules
+from rules import RuleSet
+from rules.tenure import DEFAULT_TENURE_BANDS, TenureBand
+
+
+@dataclass(frozen=True)
+class ProgramContext:
+    id: str
+    timezone: str
+    currency: str
+    rules_version: int | None
+    rules: RuleSet | None
+    tz: ZoneInfo  # the rule set's timezone, else the program's: caps and periods use it
+
+    @property
+    def tenure_bands(self) -> tuple[TenureBand, ...]:
+        return self.rules.tenure_bands if self.rules else DEFAULT_TENURE_BANDS
+
+
+async def program_context(
+    rt: Runtime, connection: AsyncConnection, program_id: str
+) -> ProgramContext:
+    cached = rt.programs.get(program_id)
+    if cached is not None and cached[0] > time.monotonic():
+        context: ProgramContext = cached[1]
+        return context
+    row = (
+        await connection.execute(
+            select(Program.timezone, Program.currency, Program.active_rules_version).where(
+                Program.id == program_id
+            )
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"no program '{program_id}'")
+    timezone, currency, version = row
+    rules = await _ruleset(rt, connection, program_id, version) if version is not None else None
+    context = ProgramContext(
+        id=program_id,
+        timezone=timezone,
+        currency=currency,
+        rules_version=version,
+        rules=rules,
+        tz=ZoneInfo(rules.timezone if rules and rules.timezone else timezone),
+    )
+    rt.programs[program_id] = (time.monotonic() + rt.settings.program_cache_seconds, context)
+    return context
+
+
+async def _ruleset(
+    rt: Runtime, connection: AsyncConnection, program_id: str, version: int
+) -> RuleSet:
+    cached = rt.rule_sets.get((program_id, version))
+    if cached is not None:
+        return cached
+    source = await connection.scalar(
+        select(RuleSetVersion.source).where(
+            RuleSetVersion.program_id == program_id, RuleSetVersion.version == version
+        )
+    )
+    if source is None:
+        raise NotFound(f"no rule set version {version}")
+    ruleset = compile_rules(source)
+    rt.rule_sets[(program_id, version)] = ruleset
+    return ruleset
