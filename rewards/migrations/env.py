@@ -8,7 +8,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from rewards.db.engine import create_engine
-from rewards.db.models import Base
+from rewards.db.schema import Base
 
 target_metadata = Base.metadata
 
