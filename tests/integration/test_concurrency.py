@@ -8,8 +8,10 @@ import asyncio
 
 import pytest
 
-from rewards.runtime import Runtime
+from rewards.runtime import Runtime, open_runtime
+from rewards.services.events import ingest, parse_batch
 from rewards.services.ledger import verify_balances
+from rewards.settings import Settings
 from tests.conftest import ProgramClient, event
 from tests.integration.rulesets import BASIC
 
@@ -75,5 +77,28 @@ async def test_concurrent_batches_that_overlap(ready: ProgramClient, runtime: Ru
 
     results = await asyncio.gather(*[ready.post_events(*batch(offset)) for offset in range(10)])
     assert sum(r["points"] for batch_results in results for r in batch_results) == 100 * 30
+    async with runtime.sessions() as session:
+        assert await verify_balances(session, ready.id) == []
+
+
+async def test_two_processes_applying_directly_stay_exact(
+    ready: ProgramClient, runtime: Runtime, settings: Settings
+) -> None:
+    """Two runtimes (two engines, as two API processes would have) bypass group commit."""
+    other = await open_runtime(settings, redis_url=settings.redis_url)
+    try:
+
+        async def send(rt: Runtime, i: int) -> list[dict]:
+            items = parse_batch(
+                event(f"x{i % 30}", "u2", "crm.deal_closed", attributes={"amount": 5000})
+            )
+            return await ingest(rt, ready.id, items)
+
+        results = await asyncio.gather(*[send(runtime if i % 2 else other, i) for i in range(60)])
+    finally:
+        await other.close()
+    statuses = [r[0]["status"] for r in results]
+    assert statuses.count("applied") == 30 and statuses.count("duplicate") == 30
+    assert sum(r[0]["points"] for r in results if r[0]["status"] == "applied") == 2 * 50
     async with runtime.sessions() as session:
         assert await verify_balances(session, ready.id) == []
