@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from prometheus_client import Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import errors
+from api import errors, openapi
 from api.routes import events, ops, programs, users
 from rewards.runtime import Runtime, open_runtime
 from rewards.settings import Settings
@@ -83,6 +83,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     if runtime is not None:
         app.state.runtime = runtime
     errors.install(app)
+    openapi.install(app)
     for module in (programs, users, events, ops):
         app.include_router(module.router)
     app.add_middleware(RequestContext)

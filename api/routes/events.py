@@ -12,17 +12,12 @@ from pydantic import BaseModel, Field
 from api.deps import Admin, JsonBody, RuntimeDep, SessionDep, Writer
 from api.errors import error_responses
 from rewards.errors import InvalidInput
-from rewards.services import events as event_service
 from rewards.services import ledger
 from rewards.services.context import program_context
 from rewards.services.events import EventIn, evaluate, in_order, outcomes, parse_batch
 from rewards.services.rulesets import compile_rules
 
 router = APIRouter(prefix="/v1", tags=["events"])
-
-
-class EventBatch(BaseModel):
-    events: list[EventIn] = Field(max_length=event_service.MAX_BATCH)
 
 
 EVENTS_BODY = {

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hmac
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
@@ -15,7 +15,14 @@ from rewards.db.models import ApiKey, Program, RuleSetVersion
 from rewards.errors import BadRequest, Forbidden
 from rewards.services import keys as key_service
 from rewards.services import rulesets
-from rewards.services.programs import ProgramIn, create_program, get_program
+from rewards.services.programs import (
+    ProgramIn,
+    ProgramSettingsIn,
+    create_program,
+    get_program,
+    settings_view,
+    update_settings,
+)
 
 router = APIRouter(prefix="/v1/programs", tags=["programs"])
 YAML_BODY = {
@@ -73,6 +80,19 @@ async def create(
 @router.get("/current", responses=error_responses(401, 403))
 async def current(principal: Admin, session: SessionDep) -> dict[str, Any]:
     return program_view(await get_program(session, principal.program_id))
+
+
+@router.put("/current/settings", responses=error_responses(401, 403, 422))
+async def put_settings(
+    data: ProgramSettingsIn, principal: Admin, session: SessionDep
+) -> dict[str, Any]:
+    """Integration settings and secrets (GIFQ, Slack, employee tokens). Secrets are write-only."""
+    return await update_settings(session, principal.program_id, data)
+
+
+@router.get("/current/settings", responses=error_responses(401, 403))
+async def get_settings(principal: Admin, session: SessionDep) -> dict[str, Any]:
+    return settings_view((await get_program(session, principal.program_id)).settings or {})
 
 
 class KeyIn(BaseModel):
@@ -150,6 +170,8 @@ async def rule_versions(principal: Admin, session: SessionDep) -> dict[str, Any]
 
 
 @router.get("/current/rules/versions/{version}", responses=error_responses(401, 403, 404))
-async def rule_version(version: int, principal: Admin, session: SessionDep) -> dict[str, Any]:
+async def rule_version(
+    version: Annotated[int, Path(ge=1, le=2**31 - 1)], principal: Admin, session: SessionDep
+) -> dict[str, Any]:
     row = await rulesets.get_version(session, principal.program_id, version)
     return {**version_view(row), "source": row.source}

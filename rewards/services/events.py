@@ -27,6 +27,7 @@ from rewards.db.dialect import dialect_name, insert_for
 from rewards.db.models import Event, LedgerEntry, UsageCounter, User, UserBalance
 from rewards.errors import InvalidInput, PayloadTooLarge
 from rewards.runtime import Runtime
+from rewards.services.attributes import Attributes
 from rewards.services.context import ProgramContext, program_context
 from rewards.services.users import user_facts, validation_details
 
@@ -45,7 +46,7 @@ class EventIn(BaseModel):
     occurred_at: AwareDatetime
     source: str | None = Field(default=None, max_length=200)
     actor_id: str | None = Field(default=None, min_length=1, max_length=128)
-    attributes: dict[str, Any] = Field(default_factory=dict)
+    attributes: Attributes = Field(default_factory=dict)
 
     def facts(self) -> EventFacts:
         return EventFacts(

@@ -62,9 +62,10 @@ def _cursor(value: int) -> str:
 def _decode_cursor(cursor: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not raw.startswith("l"):
+        value = int(raw[1:]) if raw.startswith("l") else -1
+        if not 0 < value < 2**63:
             raise ValueError
-        return int(raw[1:])
+        return value
     except ValueError:
         raise InvalidInput(
             "cursor is not valid", code="invalid_cursor", details=[{"pointer": "/cursor"}]

@@ -72,3 +72,46 @@ async def get_program(session: AsyncSession, program_id: str) -> Program:
     if program is None:
         raise NotFound(f"no program '{program_id}'")
     return program
+
+
+class ProgramSettingsIn(BaseModel):
+    """Integration settings. Secrets are write-only: reads only say whether they are set.
+
+    Fields left out keep their value; a field sent as null clears it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    gifq_base_url: str | None = Field(default=None, pattern=r"^https?://", max_length=500)
+    gifq_api_token: str | None = Field(default=None, min_length=1, max_length=500)
+    gifq_webhook_secret: str | None = Field(default=None, min_length=8, max_length=500)
+    wallet_currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+    ledger_account_id: str | None = Field(default=None, min_length=1, max_length=200)
+    slack_signing_secret: str | None = Field(default=None, min_length=8, max_length=500)
+    employee_token_secret: str | None = Field(default=None, min_length=32, max_length=2000)
+
+
+SECRET_SETTINGS = frozenset(
+    {"gifq_api_token", "gifq_webhook_secret", "slack_signing_secret", "employee_token_secret"}
+)
+
+
+def settings_view(stored: dict[str, object]) -> dict[str, object]:
+    view: dict[str, object] = {}
+    for name in ProgramSettingsIn.model_fields:
+        if name in SECRET_SETTINGS:
+            view[f"{name}_set"] = bool(stored.get(name))
+        else:
+            view[name] = stored.get(name)
+    return view
+
+
+async def update_settings(
+    session: AsyncSession, program_id: str, data: ProgramSettingsIn
+) -> dict[str, object]:
+    program = await session.get(Program, program_id, with_for_update=True)
+    if program is None:
+        raise NotFound(f"no program '{program_id}'")
+    merged = {**(program.settings or {}), **data.model_dump(exclude_unset=True)}
+    program.settings = {name: value for name, value in merged.items() if value is not None}
+    return settings_view(program.settings)

@@ -16,6 +16,7 @@ from engine.facts import UserFacts
 from rewards.db.dialect import insert_for
 from rewards.db.models import User, UserBalance
 from rewards.errors import BadRequest, InvalidInput, NotFound, PayloadTooLarge
+from rewards.services.attributes import Attributes
 from rewards.services.programs import validate_timezone
 from rules import TenureBand, tenure_band
 
@@ -47,7 +48,7 @@ class UserIn(BaseModel):
     tier: str | None = Field(default=None, max_length=120)
     country: str | None = Field(default=None, description="ISO 3166-1 alpha-2")
     timezone: str | None = None
-    attributes: dict[str, Any] = Field(default_factory=dict)
+    attributes: Attributes = Field(default_factory=dict)
     leaderboard_opt_out: bool = False
 
     @field_validator("email")
@@ -190,7 +191,14 @@ def _csv_rows(body: bytes) -> list[tuple[int, dict[str, Any]]]:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise BadRequest("CSV must be UTF-8", code="invalid_csv") from exc
-    reader = csv.DictReader(io.StringIO(text))
+    try:
+        return _read_csv(text)
+    except csv.Error as exc:
+        raise BadRequest(f"the CSV cannot be read: {exc}", code="invalid_csv") from exc
+
+
+def _read_csv(text: str) -> list[tuple[int, dict[str, Any]]]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     if not reader.fieldnames or "id" not in reader.fieldnames:
         raise InvalidInput("CSV needs a header row with an 'id' column", code="invalid_csv")
     rows: list[tuple[int, dict[str, Any]]] = []

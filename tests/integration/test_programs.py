@@ -109,3 +109,30 @@ async def test_openapi_describes_the_endpoints(http: httpx.AsyncClient) -> None:
     ):
         assert path in spec["paths"], path
     assert "422" in spec["paths"]["/v1/events"]["post"]["responses"]
+
+
+async def test_settings_secrets_are_write_only(program: ProgramClient) -> None:
+    body = {
+        "gifq_base_url": "http://127.0.0.1:8099",
+        "gifq_api_token": "sandbox-token",
+        "wallet_currency": "GBP",
+    }
+    response = await program.request("PUT", "/v1/programs/current/settings", json=body)
+    assert response.status_code == 200, response.text
+    view = (await program.request("GET", "/v1/programs/current/settings")).json()
+    assert view["gifq_api_token_set"] is True and "sandbox-token" not in str(view)
+    assert (
+        view["gifq_base_url"] == "http://127.0.0.1:8099"
+        and view["gifq_webhook_secret_set"] is False
+    )
+    cleared = await program.request(
+        "PUT", "/v1/programs/current/settings", json={"gifq_api_token": None}
+    )
+    assert (
+        cleared.json()["gifq_api_token_set"] is False and cleared.json()["wallet_currency"] == "GBP"
+    )
+    bad = await program.request(
+        "PUT", "/v1/programs/current/settings", json={"wallet_currency": "pounds", "nope": 1}
+    )
+    assert bad.status_code == 422
+    assert {d["pointer"] for d in bad.json()["error"]["details"]} == {"/wallet_currency", "/nope"}

@@ -83,3 +83,31 @@ async def test_bulk_limits_and_garbage(program: ProgramClient) -> None:
         "POST", "/v1/users:bulk", content="a,b\n1,2\n", headers={"Content-Type": "text/csv"}
     )
     assert no_header.status_code == 422
+
+
+async def test_attributes_must_fit_every_store(program: ProgramClient) -> None:
+    huge = await program.request("PUT", "/v1/users/u-1", json={"attributes": {"n": 2**70}})
+    assert huge.status_code == 422
+    assert huge.json()["error"]["details"][0]["pointer"] == "/attributes"
+    deep: dict = {}
+    for _ in range(20):
+        deep = {"x": deep}
+    assert (
+        await program.request("PUT", "/v1/users/u-1", json={"attributes": deep})
+    ).status_code == 422
+    fine = await program.request(
+        "PUT", "/v1/users/u-1", json={"attributes": {"n": 2**63 - 1, "s": "é"}}
+    )
+    assert fine.status_code == 200
+
+
+async def test_stray_carriage_returns_and_binary_csv_are_clear_errors(program: ProgramClient) -> None:
+    response = await program.request(
+        "POST", "/v1/users:bulk", content="\r\xf3w\n".encode(), headers={"Content-Type": "text/csv"}
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_csv"
+    binary = await program.request(
+        "POST", "/v1/users:bulk", content=b"\xff\xfe\x00", headers={"Content-Type": "text/csv"}
+    )
+    assert binary.status_code == 400
