@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -73,10 +74,20 @@ def serve(
                 log_level="warning",
             )
         else:
-            asyncio.run(_serve_one(settings, redis_url, host, port, with_worker))
+            with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+                runner.run(_serve_one(settings, redis_url, host, port, with_worker))
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when it is installed (it is, with uvicorn[standard]), as uvicorn itself picks."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 async def _serve_one(
