@@ -101,7 +101,9 @@ async def test_attributes_must_fit_every_store(program: ProgramClient) -> None:
     assert fine.status_code == 200
 
 
-async def test_stray_carriage_returns_and_binary_csv_are_clear_errors(program: ProgramClient) -> None:
+async def test_stray_carriage_returns_and_binary_csv_are_clear_errors(
+    program: ProgramClient,
+) -> None:
     response = await program.request(
         "POST", "/v1/users:bulk", content="\r\xf3w\n".encode(), headers={"Content-Type": "text/csv"}
     )
