@@ -22,12 +22,15 @@ def decide(
     usage: Mapping[UsageKey, int],
     tz: ZoneInfo,
     now: datetime,
+    also_known: frozenset[str] = frozenset(),
 ) -> Decision:
     """Decide what ``event`` earns.
 
     ``usage`` holds how much of each per-period limit is already used; the decision
     carries the increments to add. ``tz`` is the rule set's timezone: caps and
     allowances reset at its midnights. ``now`` is when the event arrived.
+    ``also_known`` names event types that something besides the rule set counts
+    (challenges), so they are not rejected as unknown.
     """
 
     def reject(code: RejectCode, message: str, **where: str) -> Decision:
@@ -44,10 +47,10 @@ def decide(
             pointer="/occurred_at",
         )
     candidates = rules.rules_for(event.type)
-    if not candidates and event.type not in rules.event_types:
+    if not candidates and event.type not in rules.event_types and event.type not in also_known:
         return reject(
             RejectCode.unknown_event_type,
-            f"no rule or streak handles event type '{event.type}'",
+            f"no rule, streak or challenge handles event type '{event.type}'",
             pointer="/type",
         )
     if event.actor_id is not None and actor is None:
