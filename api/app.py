@@ -13,7 +13,17 @@ from prometheus_client import Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import errors, openapi
-from api.routes import events, ops, programs, users
+from api.routes import (
+    challenges,
+    events,
+    leaderboards,
+    ops,
+    programs,
+    rewards,
+    streaks,
+    users,
+    webhooks,
+)
 from rewards.runtime import Runtime, open_runtime
 from rewards.settings import Settings
 
@@ -84,7 +94,17 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         app.state.runtime = runtime
     errors.install(app)
     openapi.install(app)
-    for module in (programs, users, events, ops):
+    for module in (
+        leaderboards,
+        programs,
+        users,
+        events,
+        ops,
+        challenges,
+        streaks,
+        rewards,
+        webhooks,
+    ):
         app.include_router(module.router)
     app.add_middleware(RequestContext)
     return app

@@ -28,7 +28,9 @@ async def get_session(rt: RuntimeDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": the transaction commits before the response is sent, so a client never
+# sees a 2xx for a write that is not yet durable (the default scope exits after the response).
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 def bearer_token(request: Request) -> str:  # plain function: called, not injected

@@ -18,10 +18,14 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 programs_app = typer.Typer(help="Programs.", no_args_is_help=True)
 rules_app = typer.Typer(help="Rule sets.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The points ledger.", no_args_is_help=True)
+challenges_app = typer.Typer(help="Challenges.", no_args_is_help=True)
+leaderboards_app = typer.Typer(help="Leaderboards (Redis).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(programs_app, name="programs")
 app.add_typer(rules_app, name="rules")
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(challenges_app, name="challenges")
+app.add_typer(leaderboards_app, name="leaderboards")
 
 
 def migrate(settings: Settings) -> None:
@@ -239,6 +243,82 @@ def rules_check(files: Annotated[list[Path], typer.Argument(help="Rule files to 
         raise typer.Exit(1)
 
 
+@challenges_app.command("check")
+def challenges_check(
+    files: Annotated[list[Path], typer.Argument(help="Challenges files to check.")],
+) -> None:
+    """Validate challenges files; print file:line:column for every problem; exit 1 if any."""
+    from rules import RulesInvalid
+    from rules.challenges import load_challenges_file
+
+    failed = False
+    for path in files:
+        try:
+            found = load_challenges_file(str(path))
+        except RulesInvalid as exc:
+            failed = True
+            typer.echo(str(exc), err=True)
+            continue
+        typer.echo(f"{path}: ok ({len(found.challenges)} challenges)")
+    if failed:
+        raise typer.Exit(1)
+
+
+@challenges_app.command("apply")
+def challenges_apply(
+    file: Annotated[Path, typer.Argument(help="The challenges file (YAML).")],
+    program: Annotated[str, typer.Option(help="The program to apply it to.")],
+) -> None:
+    """Validate a challenges file and put it in force for a program (a new version).
+
+    Works on the database directly, like ``programs create``; running API processes
+    pick the change up within their program cache time (a second by default).
+    """
+    from rewards.errors import RewardsError
+    from rules import RulesInvalid
+    from rules.challenges import load_challenges_file
+
+    try:
+        load_challenges_file(str(file))
+    except RulesInvalid as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    source = file.read_text(encoding="utf-8")
+    settings = Settings()
+    migrate(settings)
+
+    async def run() -> tuple[int, bool]:
+        from rewards.db.engine import create_engine, create_sessionmaker
+        from rewards.runtime import utc_now
+        from rewards.services.challenges import put_challenges
+
+        engine = create_engine(settings.effective_database_url)
+        try:
+            async with create_sessionmaker(engine)() as session, session.begin():
+                row, changed = await put_challenges(
+                    None,
+                    session,
+                    program_id=program,
+                    source=source,
+                    author_key_id=None,
+                    via="cli",
+                    now=utc_now(),
+                )
+                return row.version, changed
+        finally:
+            await engine.dispose()
+
+    try:
+        version, changed = asyncio.run(run())
+    except RewardsError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    if changed:
+        typer.echo(f"challenges version {version} is in force for program '{program}'")
+    else:
+        typer.echo(f"unchanged: version {version} already has this text")
+
+
 @ledger_app.command("verify")
 def ledger_verify(
     program: Annotated[str | None, typer.Option(help="Only this program.")] = None,
@@ -263,6 +343,73 @@ def ledger_verify(
     if mismatches:
         raise typer.Exit(1)
     typer.echo("every balance equals its ledger sum")
+
+
+@leaderboards_app.command("rebuild")
+def leaderboards_rebuild(
+    program: Annotated[str | None, typer.Option(help="Only this program.")] = None,
+) -> None:
+    """Rebuild every board exactly from the database (after a Redis loss or a bug)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskID,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+    from sqlalchemy import select
+
+    from rewards.db.models import Program
+    from rewards.errors import RewardsError
+    from rewards.leaderboards.rebuild import count_postings, rebuild
+    from rewards.runtime import open_runtime, resolve_redis_url
+
+    settings = Settings()
+    migrate(settings)
+    redis_url, embedded = resolve_redis_url(settings)
+
+    async def run() -> None:
+        rt = await open_runtime(settings, redis_url=redis_url)
+        try:
+            async with rt.sessions() as session:
+                query = select(Program.id).order_by(Program.id)
+                if program is not None:
+                    query = query.where(Program.id == program)
+                programs = list(await session.scalars(query))
+            if program is not None and not programs:
+                raise RewardsError(f"no program '{program}'")
+            columns = (
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("postings"),
+                TimeElapsedColumn(),
+            )
+            with Progress(*columns) as bar:
+                for program_id in programs:
+                    task = bar.add_task(program_id, total=await count_postings(rt, program_id))
+
+                    def advance(read: int, task: TaskID = task) -> None:
+                        bar.advance(task, read)
+
+                    report = await rebuild(rt, program_id, progress=advance)
+                    bar.update(task, completed=report.postings)
+                    bar.console.print(
+                        f"{program_id}: {report.postings:,} postings -> {report.boards:,} boards, "
+                        f"{report.entries:,} entries in {report.seconds:.1f}s"
+                    )
+        finally:
+            await rt.close()
+
+    try:
+        asyncio.run(run())
+    except RewardsError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        if embedded is not None:
+            embedded.stop()
 
 
 if __name__ == "__main__":

@@ -2,6 +2,12 @@
 
 Jobs:
 - ``expire_points``: writes off points past their expiry (cron, every 10 minutes).
+- ``leaderboards_sweep``: applies leaderboard outbox batches that missed Redis, and the
+  directory's opt-outs and names, to the boards (cron, every minute).
+- ``leaderboards_snapshots``: saves the final standings of closed weeks and months
+  (cron, every 10 minutes).
+- ``fulfil_reward``, ``rewards_sweep`` (cron, every minute), ``rewards_reconcile`` (cron,
+  every 5 minutes): reward fulfilment through GIFQ (``workers.fulfilment``).
 """
 
 from __future__ import annotations
@@ -9,15 +15,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from arq import cron
-from arq.worker import Worker
+from arq import cron, func
+from arq.typing import WorkerCoroutine
+from arq.worker import Function, Worker
 from sqlalchemy import select
 
 from rewards.db.models import Program
+from rewards.leaderboards import directory, outbox, snapshots
 from rewards.redis_server import arq_settings
 from rewards.runtime import Runtime, open_runtime
 from rewards.services.ledger import expire_due
 from rewards.settings import Settings
+from workers import fulfilment
 
 log = logging.getLogger("rewards.worker")
 
@@ -34,8 +43,40 @@ async def expire_points(ctx: dict[str, Any]) -> int:
     return total
 
 
-FUNCTIONS = [expire_points]
-CRON_JOBS = [cron(expire_points, minute=set(range(0, 60, 10)), run_at_startup=True, unique=True)]
+async def leaderboards_sweep(ctx: dict[str, Any]) -> int:
+    rt: Runtime = ctx["runtime"]
+    applied = await outbox.sweep(rt)
+    async with rt.sessions() as session:
+        program_ids = list(await session.scalars(select(Program.id)))
+    for program_id in program_ids:
+        await directory.refresh_users(rt, program_id)
+    if applied:
+        log.info("applied %d leaderboard batches from the outbox", applied)
+    return applied
+
+
+async def leaderboards_snapshots(ctx: dict[str, Any]) -> int:
+    rt: Runtime = ctx["runtime"]
+    return await snapshots.snapshot_closed_periods(rt)
+
+
+FUNCTIONS: list[Function | WorkerCoroutine] = [
+    expire_points,
+    leaderboards_sweep,
+    leaderboards_snapshots,
+    # No kept result: the job id ``reward:<id>`` must only block a queued or running job,
+    # so the sweeper can queue the reward again once this run is over.
+    func(fulfilment.fulfil_reward, keep_result=0),
+    fulfilment.rewards_sweep,
+    fulfilment.rewards_reconcile,
+]
+CRON_JOBS = [
+    cron(expire_points, minute=set(range(0, 60, 10)), run_at_startup=True, unique=True),
+    cron(leaderboards_sweep, run_at_startup=True, unique=True),
+    cron(leaderboards_snapshots, minute=set(range(5, 60, 10)), run_at_startup=True, unique=True),
+    cron(fulfilment.rewards_sweep, unique=True),
+    cron(fulfilment.rewards_reconcile, minute=set(range(2, 60, 5)), unique=True),
+]
 
 
 def queue_name(settings: Settings) -> str:

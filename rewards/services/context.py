@@ -6,14 +6,18 @@ import time
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import aliased
 
+from rewards.db.engagement_models import ChallengeSetVersion
 from rewards.db.models import Program, RuleSetVersion
 from rewards.errors import NotFound
 from rewards.runtime import Runtime
+from rewards.services.challenges import compile_challenges
 from rewards.services.rulesets import compile_rules
 from rules import RuleSet
+from rules.challenges import ChallengeSet
 from rules.tenure import DEFAULT_TENURE_BANDS, TenureBand
 
 
@@ -25,6 +29,12 @@ class ProgramContext:
     rules_version: int | None
     rules: RuleSet | None
     tz: ZoneInfo  # the rule set's timezone, else the program's: caps and periods use it
+    challenges_version: int | None = None
+    challenges: ChallengeSet | None = None  # the newest challenges file, in force
+
+    @property
+    def challenge_event_types(self) -> frozenset[str]:
+        return self.challenges.event_types if self.challenges else frozenset()
 
     @property
     def tenure_bands(self) -> tuple[TenureBand, ...]:
@@ -38,16 +48,33 @@ async def program_context(
     if cached is not None and cached[0] > time.monotonic():
         context: ProgramContext = cached[1]
         return context
+    versions = aliased(ChallengeSetVersion)
+    newest_challenges = (
+        select(func.max(versions.version))
+        .where(versions.program_id == Program.id)
+        .correlate(Program)
+        .scalar_subquery()
+    )
     row = (
         await connection.execute(
-            select(Program.timezone, Program.currency, Program.active_rules_version).where(
-                Program.id == program_id
+            select(
+                Program.timezone,
+                Program.currency,
+                Program.active_rules_version,
+                ChallengeSetVersion.version,
+                ChallengeSetVersion.source,
             )
+            .outerjoin(
+                ChallengeSetVersion,
+                (ChallengeSetVersion.program_id == Program.id)
+                & (ChallengeSetVersion.version == newest_challenges),
+            )
+            .where(Program.id == program_id)
         )
     ).one_or_none()
     if row is None:
         raise NotFound(f"no program '{program_id}'")
-    timezone, currency, version = row
+    timezone, currency, version, challenges_version, challenges_source = row
     rules = await _ruleset(rt, connection, program_id, version) if version is not None else None
     context = ProgramContext(
         id=program_id,
@@ -56,6 +83,8 @@ async def program_context(
         rules_version=version,
         rules=rules,
         tz=ZoneInfo(rules.timezone if rules and rules.timezone else timezone),
+        challenges_version=challenges_version,
+        challenges=compile_challenges(challenges_source) if challenges_source else None,
     )
     rt.programs[program_id] = (time.monotonic() + rt.settings.program_cache_seconds, context)
     return context

@@ -3,7 +3,9 @@
 Concurrency: the transaction first locks the ``user_balances`` rows of everyone the
 batch touches (receivers and givers), in user-id order so two batches cannot
 deadlock; on SQLite ``BEGIN IMMEDIATE`` serialises writers instead. Everything the
-decision depends on (duplicates, limit usage) is read after the lock. The events
+decision depends on (duplicates, limit usage, streak periods) is read after the lock;
+then the counters of ``first: N`` challenges the batch may claim are locked, in
+(challenge, occurrence) order (``services.challenges``). The events
 table's primary key (program, event id) is the last guard: a transaction that
 loses a race on it rolls back and is retried, and then sees a duplicate.
 """
@@ -23,10 +25,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from engine.decide import decide, usage_keys
 from engine.decision import Decision, RejectCode, Rejection, UsageKey
 from engine.facts import EventFacts
+from engine.thresholds import Crossing, crossings
 from rewards.db.dialect import dialect_name, insert_for
 from rewards.db.models import Event, LedgerEntry, UsageCounter, User, UserBalance
 from rewards.errors import InvalidInput, PayloadTooLarge
+from rewards.leaderboards import outbox as leaderboard_outbox
+from rewards.leaderboards.postings import Batch, post_earnings
 from rewards.runtime import Runtime
+from rewards.services import challenges as challenge_service
+from rewards.services import rewards as reward_service
+from rewards.services import streaks as streak_service
 from rewards.services.attributes import Attributes
 from rewards.services.context import ProgramContext, program_context
 from rewards.services.users import user_facts, validation_details
@@ -116,14 +124,24 @@ async def ingest(rt: Runtime, program_id: str, items: Sequence[EventIn | Result]
     """Apply a batch. Every event gets a result, in order; one bad event does not stop the rest."""
     events = [item for item in items if isinstance(item, EventIn)]
     outcomes: list[Result] = []
+    boards: list[Batch] = []
+    rewards: list[int] = []
     for attempt in range(MAX_ATTEMPTS if events else 0):
         try:
+            boards, rewards = [], []
             async with rt.engine.begin() as connection:
-                outcomes = await _apply(rt, connection, program_id, events)
+                outcomes = await _apply(
+                    rt, connection, program_id, events, boards=boards, rewards=rewards
+                )
             break
         except DBAPIError as exc:
             if attempt + 1 == MAX_ATTEMPTS or not _retryable(exc):
                 raise
+    # Committed: put the points on the leaderboards (a failure is left to the sweeper).
+    for batch in boards:
+        await leaderboard_outbox.deliver(rt, batch)
+    # ...and queue the new rewards' fulfilment (a Redis failure is left to the sweeper).
+    await reward_service.enqueue_fulfilment(rt, rewards)
     return in_order(items, outcomes)
 
 
@@ -280,6 +298,21 @@ async def evaluate(
     for fact in facts:
         keys |= usage_keys(rules, fact, tz)
     usage = await load_usage(connection, program_id, keys)
+    # Challenge counters (locked after the users) and streak periods the batch may need.
+    pending = [fact for fact in facts if fact.id not in stored]
+    challenge_book = await challenge_service.load_book(
+        connection,
+        program_id=program_id,
+        challenges=context.challenges,
+        rules=rules,
+        tz=tz,
+        facts=pending,
+        now=now,
+        lock=lock,
+    )
+    streak_book = await streak_service.load_book(
+        connection, context=context, facts=pending, now=now
+    )
     increments: dict[UsageKey, int] = defaultdict(int)
     decided: Decided = []
     in_batch: dict[str, Decision] = {}
@@ -301,8 +334,11 @@ async def evaluate(
             usage=current,
             tz=tz,
             now=now,
+            also_known=context.challenge_event_types,
         )
         if decision.applied:
+            user = directory[fact.user_id]
+            decision = streak_book.apply(challenge_book.apply(decision, fact, user), fact, user)
             for key, amount in decision.usage.items():
                 increments[key] += amount
             in_batch[fact.id] = decision
@@ -318,7 +354,7 @@ def outcome_of(decision: Decision, *, rules_version: int | None) -> Result:
         "status": "applied",
         "points": decision.points,
         "awards": [award.to_dict() for award in decision.awards],
-        "streaks": [],
+        "streaks": [streak.to_dict() for streak in decision.streaks],
         "thresholds_crossed": [],
         "rules_version": rules_version,
     }
@@ -334,8 +370,16 @@ def outcomes(decided: Decided, *, rules_version: int | None) -> list[Result]:
 
 
 async def _apply(
-    rt: Runtime, connection: AsyncConnection, program_id: str, events: list[EventIn]
+    rt: Runtime,
+    connection: AsyncConnection,
+    program_id: str,
+    events: list[EventIn],
+    *,
+    boards: list[Batch] | None = None,
+    rewards: list[int] | None = None,
 ) -> list[Result]:
+    """Decide and write a batch; leaderboard batches to deliver after commit go to ``boards``,
+    the ids of rewards to fulfil after commit to ``rewards``."""
     now = rt.clock()
     context = await program_context(rt, connection, program_id)
     decided, increments = await evaluate(
@@ -347,6 +391,10 @@ async def _apply(
     ledger_rows: list[dict[str, Any]] = []
     deltas: dict[str, tuple[int, int]] = {}
     written: set[str] = set()
+    # Lifetime earned points as the batch goes, for threshold crossings (users locked).
+    thresholds = context.rules.thresholds if context.rules else ()
+    standing = await _standing(connection, context, decided)
+    crossed: list[tuple[EventFacts, list[Crossing]]] = []
     for fact, decision in decided:
         if not isinstance(decision, Decision):
             results.append(decision)
@@ -359,7 +407,7 @@ async def _apply(
         if not decision.applied:
             continue
         written.add(fact.id)
-        event_rows.append(_event_row(program_id, fact, decision, outcome, now=now, version=version))
+        earned_before = deltas.get(fact.user_id, (0, 0))[1]
         for award in decision.awards:
             if award.points == 0:
                 continue
@@ -379,19 +427,102 @@ async def _apply(
                         "base_points": award.base_points,
                         "multiplier": award.multiplier,
                         "challenge": award.challenge,
+                        **({"challenges": list(award.challenges)} if award.challenges else {}),
                     },
                     "created_at": now,
                 }
             )
             balance, earned = deltas.get(fact.user_id, (0, 0))
             deltas[fact.user_id] = (balance + award.points, earned + award.points)
+        for row in streak_service.bonus_rows(
+            program_id,
+            fact,
+            decision,
+            rules_version=version,
+            expires_at=_expiry(context, fact),
+            now=now,
+        ):
+            ledger_rows.append(row)
+            balance, earned = deltas.get(fact.user_id, (0, 0))
+            deltas[fact.user_id] = (balance + row["points"], earned + row["points"])
+        if fact.user_id in standing:
+            before, country = standing[fact.user_id]
+            after = before + deltas.get(fact.user_id, (0, 0))[1] - earned_before
+            standing[fact.user_id] = (after, country)
+            found = crossings(thresholds, before=before, after=after, country=country)
+            # ``outcome`` is the dict already in ``results``: the event row stores it too.
+            outcome["thresholds_crossed"] = [crossing.to_dict() for crossing in found]
+            crossed.append((fact, found))
+        event_rows.append(_event_row(program_id, fact, decision, outcome, now=now, version=version))
     if event_rows:
         await connection.execute(insert(Event), event_rows)
     if ledger_rows:
         await connection.execute(insert(LedgerEntry), ledger_rows)
+        # Where the points count on the leaderboards, and the outbox row that takes them there.
+        batch = await post_earnings(connection, context=context, entries=ledger_rows, now=now)
+        if batch is not None and boards is not None:
+            boards.append(batch)
     await add_to_balances(connection, program_id, deltas)
+    for fact, found in crossed:
+        created = await reward_service.create_rewards(
+            connection,
+            program_id=program_id,
+            user_id=fact.user_id,
+            event_id=fact.id,
+            crossings=found,
+            rules_version=version,
+            now=now,
+        )
+        if rewards is not None:
+            rewards.extend(created)
     await add_usage(connection, program_id, increments)
+    applied = [
+        (fact, decision)
+        for fact, decision in decided
+        if isinstance(decision, Decision) and decision.applied and fact.id in written
+    ]
+    await challenge_service.persist(connection, program_id, _once(applied), now=now)
+    await streak_service.persist(connection, program_id, _once(applied), now=now)
     return results
+
+
+async def _standing(
+    connection: AsyncConnection, context: ProgramContext, decided: Decided
+) -> dict[str, tuple[int, str | None]]:
+    """Lifetime earned points and country of each user the batch may award, when the rule
+    set has thresholds (read under the balance-row locks ``evaluate`` took)."""
+    users = {
+        fact.user_id
+        for fact, decision in decided
+        if isinstance(decision, Decision) and decision.applied
+    }
+    if context.rules is None or not context.rules.thresholds or not users:
+        return {}
+    rows = await connection.execute(
+        select(UserBalance.user_id, UserBalance.lifetime_earned, User.country)
+        .join(User, (User.program_id == UserBalance.program_id) & (User.id == UserBalance.user_id))
+        .where(UserBalance.program_id == context.id, UserBalance.user_id.in_(sorted(users)))
+    )
+    return {user_id: (lifetime, country) for user_id, lifetime, country in rows}
+
+
+def _once(applied: list[tuple[EventFacts, Decision]]) -> list[tuple[EventFacts, Decision]]:
+    """Each applied decision once (an id repeated in a batch decides once)."""
+    seen: set[str] = set()
+    unique = []
+    for fact, decision in applied:
+        if fact.id not in seen:
+            seen.add(fact.id)
+            unique.append((fact, decision))
+    return unique
+
+
+def _expiry(context: ProgramContext, fact: EventFacts) -> datetime | None:
+    """When points earned by ``fact`` lapse (as its rule awards do), if they ever do."""
+    rules = context.rules
+    if rules is None or rules.points_expire_after is None:
+        return None
+    return rules.points_expire_after.add_to(fact.occurred_at)
 
 
 def _event_row(

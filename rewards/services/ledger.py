@@ -14,7 +14,10 @@ from engine.lots import LedgerLine, LotBook, allocate
 from rewards.db.dialect import insert_for
 from rewards.db.models import Event, LedgerEntry, UserBalance
 from rewards.errors import InvalidInput, NotFound
+from rewards.leaderboards import outbox as leaderboard_outbox
+from rewards.leaderboards.postings import Reversal, expiry_reversals, post_reversals
 from rewards.runtime import Runtime
+from rewards.services.context import program_context
 from rewards.services.events import add_to_balances, add_usage, lock_people
 from rewards.services.users import get_user
 
@@ -171,6 +174,22 @@ async def retract(
                 ],
             )
             await add_to_balances(connection, program_id, {event.user_id: (total, total)})
+            # The same points come off the leaderboards once the caller's transaction commits.
+            batch = await post_reversals(
+                session,
+                context=await program_context(rt, connection, program_id),
+                reversals=[
+                    Reversal(
+                        f"retract:{event_id}:{entry.rule_id}",
+                        entry.dedupe_key,
+                        entry.user_id,
+                        -entry.points,
+                    )
+                    for entry in earned
+                ],
+                now=now,
+            )
+            leaderboard_outbox.deliver_after_commit(rt, session, batch)
         # Give back the cap slots and the giver's allowance the event used.
         await add_usage(
             connection,
@@ -210,6 +229,7 @@ async def expire_due(rt: Runtime, program_id: str) -> int:
         )
     written = 0
     for user_id in users:
+        batch = None
         async with rt.sessions() as session, session.begin():
             connection = await session.connection()
             await lock_people(connection, program_id, {user_id})
@@ -242,6 +262,18 @@ async def expire_due(rt: Runtime, program_id: str) -> int:
             points = sum(lot.remaining for lot in due)
             await add_to_balances(connection, program_id, {user_id: (-points, 0)})
             written += len(due)
+            batch = await post_reversals(
+                session,
+                context=await program_context(rt, connection, program_id),
+                reversals=await expiry_reversals(
+                    session,
+                    program_id=program_id,
+                    user_id=user_id,
+                    lots=[(lot.id, lot.remaining) for lot in due],
+                ),
+                now=now,
+            )
+        await leaderboard_outbox.deliver(rt, batch)
     return written
 
 
@@ -255,7 +287,7 @@ async def verify_balances(
             LedgerEntry.user_id,
             func.sum(LedgerEntry.points).label("total"),
             func.sum(LedgerEntry.points)
-            .filter(LedgerEntry.kind.in_(("earn", "retract")))
+            .filter(LedgerEntry.kind.in_(("earn", "retract", "streak_bonus")))
             .label("earned"),
         )
         .group_by(LedgerEntry.program_id, LedgerEntry.user_id)

@@ -87,6 +87,8 @@ class ProgramSettingsIn(BaseModel):
     gifq_webhook_secret: str | None = Field(default=None, min_length=8, max_length=500)
     wallet_currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
     ledger_account_id: str | None = Field(default=None, min_length=1, max_length=200)
+    # Where GIFQ posts webhooks: this engine's ``/v1/webhooks/gifq/<program id>`` URL.
+    gifq_callback_url: str | None = Field(default=None, pattern=r"^https?://", max_length=500)
     slack_signing_secret: str | None = Field(default=None, min_length=8, max_length=500)
     employee_token_secret: str | None = Field(default=None, min_length=32, max_length=2000)
 

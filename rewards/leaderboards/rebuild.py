@@ -1,0 +1,391 @@
+"""Rebuild a program's boards exactly from the database (``rewards leaderboards rebuild``).
+
+The postings say where every ledger entry counts, so the boards are a pure function
+of them: per board, period and user, the sum of the points and the last second the
+total changed (the tie-break). The rebuild:
+
+1. takes the program's ``rebuilding`` lock, so no outbox batch is applied meanwhile
+   (batches wait in the outbox; nothing is lost);
+2. reads, in one database snapshot, the ids of the outbox batches not yet deleted
+   and the postings aggregated per user (all time, and every week and month whose
+   board is still kept: one scan, one sort), and writes them into scratch keys in
+   bulk while it reads on;
+3. swaps the scratch keys in with one script that also marks the snapshot's outbox
+   batches as applied (their postings are in the rebuilt boards) and drops the lock.
+
+Batches committed after the snapshot are applied afterwards by the sweeper. On
+SQLite the snapshot holds the database's write lock (it has only one), so events
+wait while it reads; on PostgreSQL it is a REPEATABLE READ read that blocks nobody.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+from redis.asyncio import Redis
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    case,
+    cast,
+    delete,
+    func,
+    select,
+    text,
+    type_coerce,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from engine.boards import (
+    PeriodKind,
+    live_periods,
+    score_value,
+    ticks_from_unix,
+)
+from rewards.db.dialect import dialect_name
+from rewards.db.leaderboard_models import LeaderboardOutbox, LeaderboardPosting
+from rewards.db.models import User
+from rewards.errors import Conflict
+from rewards.leaderboards import scripts
+from rewards.leaderboards.keys import (
+    PERIOD_GRACE,
+    REBUILD_LOCK_TTL,
+    SCRATCH_TTL,
+    ProgramKeys,
+    program_keys,
+)
+from rewards.leaderboards.outbox import seconds_to_keep
+from rewards.runtime import Runtime
+from rewards.services.context import program_context
+
+ZADD_CHUNK = 1000  # members per ZADD
+PIPELINE_COMMANDS = 50  # commands per pipeline round trip
+STREAM_ROWS = 5000  # rows per database round trip
+WORK_MEM = "128MB"  # PostgreSQL memory per sort of the rebuild's one connection
+NOBODY: tuple[str | None, bool] = (None, False)  # (name, opted out) of someone not in the directory
+RENEW_EVERY = 30.0  # seconds between lock renewals
+POSTINGS = LeaderboardPosting
+
+
+@dataclass
+class RebuildReport:
+    program_id: str
+    postings: int = 0
+    boards: int = 0
+    entries: int = 0
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+Progress = Callable[[int], None]
+
+
+async def count_postings(rt: Runtime, program_id: str) -> int:
+    """How many postings a rebuild reads for all time (``progress`` counts those)."""
+    async with rt.engine.connect() as connection:
+        return int(
+            await connection.scalar(
+                select(func.count())
+                .select_from(POSTINGS)
+                .where(POSTINGS.program_id == program_id, POSTINGS.points != 0)
+            )
+            or 0
+        )
+
+
+class ScratchWriter:
+    """Buffers a rebuild's board members and sends them to scratch keys in bulk (each
+    scratch key expires after ``SCRATCH_TTL`` unless the swap takes it first)."""
+
+    def __init__(self, redis: Redis, scratch: ProgramKeys) -> None:
+        self.redis = redis
+        self.scratch = scratch
+        self.buffers: dict[str, list[str]] = {}
+        self.keys: dict[tuple[str, str, bool], str] = {}
+        self.boards: set[tuple[str, str]] = set()
+        self.full: list[str] = []
+        self.sending: asyncio.Task[None] | None = None
+        self.entries = 0
+
+    def add(self, period_id: str, board: str, user_id: str, score: int, hidden: bool) -> None:
+        key = self.keys.get((period_id, board, hidden))
+        if key is None:
+            self.boards.add((period_id, board))
+            key = self.keys[(period_id, board, hidden)] = (
+                self.scratch.hidden_board(period_id, board)
+                if hidden
+                else self.scratch.board(period_id, board)
+            )
+            self.buffers[key] = []
+        buffer = self.buffers[key]
+        buffer.append(str(score))
+        buffer.append(user_id)
+        self.entries += 1
+        if len(buffer) == 2 * ZADD_CHUNK:
+            self.full.append(key)
+
+    async def send(self, *, everything: bool = False) -> None:
+        """Send the full buffers (``everything``: all of them, and wait for Redis).
+
+        The commands go out as one background pipeline, so Redis adds them while this
+        process reads and scores the next rows; the previous pipeline is awaited first.
+        """
+        keys = [key for key, buffer in self.buffers.items() if buffer] if everything else self.full
+        self.full = []
+        ttl = int(SCRATCH_TTL.total_seconds())
+        commands = []
+        for key in keys:
+            buffer = self.buffers[key]
+            for start in range(0, len(buffer), 2 * ZADD_CHUNK):
+                part = orjson.dumps(buffer[start : start + 2 * ZADD_CHUNK])
+                commands.append(("EVALSHA", scripts.BULK_ZADD.sha, 1, key, ttl, part))
+            buffer.clear()
+        await self.wait()
+        if commands:
+            self.sending = asyncio.create_task(self._execute(commands))
+        if everything:
+            await self.wait()
+
+    async def wait(self) -> None:
+        if self.sending is not None:
+            sending, self.sending = self.sending, None
+            await sending
+
+    async def _execute(self, commands: list[tuple[Any, ...]]) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for command in commands:
+                pipe.execute_command(*command)
+            await pipe.execute()
+
+
+Totals = dict[str, list[int]]  # board -> [points, tick reached]
+
+
+def _last_second(connection: AsyncConnection) -> Any:
+    """The last ``posted_at`` of a group as whole Unix seconds, computed by the database
+    (turning a million timestamps into datetimes in Python costs seconds)."""
+    last = type_coerce(func.max(POSTINGS.posted_at), DateTime())
+    if dialect_name(connection) == "postgresql":
+        return cast(func.floor(func.extract("epoch", last)), BigInteger)
+    return cast(func.strftime("%s", last), BigInteger)
+
+
+UserTotals = dict[str, Totals]  # period id -> board -> [points, tick reached]
+
+
+async def _stream_totals(
+    connection: AsyncConnection, program_id: str, live: list[str]
+) -> AsyncIterator[list[tuple[str, UserTotals, int]]]:
+    """Per user: period id -> board -> [points, tick reached] for all time and every live
+    week and month, and how many postings that took; in lists, one per round trip.
+
+    One scan and one sort: postings are grouped by user, membership, and their week and
+    month when those are live (NULL otherwise), so a user has a handful of groups.
+    """
+    week = case((POSTINGS.week.in_(live), POSTINGS.week), else_=None)
+    month = case((POSTINGS.month.in_(live), POSTINGS.month), else_=None)
+    query = (
+        select(
+            POSTINGS.user_id,
+            POSTINGS.boards,
+            week,
+            month,
+            cast(func.sum(POSTINGS.points), BigInteger),  # not NUMERIC (Decimals are slow)
+            _last_second(connection),
+            func.count(),
+        )
+        .where(POSTINGS.program_id == program_id, POSTINGS.points != 0)
+        .group_by(POSTINGS.user_id, POSTINGS.boards, week, month)
+        .order_by(POSTINGS.user_id)
+    )
+    current: str | None = None
+    totals: UserTotals = {}
+    read = 0
+    result = await connection.stream(query.execution_options(yield_per=STREAM_ROWS))
+    async for rows in result.partitions():
+        done: list[tuple[str, UserTotals, int]] = []
+        for user_id, boards, week_id, month_id, points, last, count in rows:
+            if user_id != current:
+                if current is not None:
+                    done.append((current, totals, read))
+                current, totals, read = user_id, {}, 0
+            tick = ticks_from_unix(int(last))
+            read += count
+            for period_id in ("all", week_id, month_id):
+                if period_id is None:
+                    continue
+                period = totals.setdefault(period_id, {})
+                for board in boards:
+                    total = period.get(board)
+                    if total is None:
+                        period[board] = [points, tick]
+                    else:
+                        total[0] += points
+                        if tick > total[1]:
+                            total[1] = tick
+        yield done
+    if current is not None:
+        yield [(current, totals, read)]
+
+
+async def rebuild(
+    rt: Runtime, program_id: str, *, progress: Progress | None = None
+) -> RebuildReport:
+    """Rebuild every board of the program from its postings; see the module docstring."""
+    started = time.perf_counter()
+    report = RebuildReport(program_id)
+    keys = program_keys(rt, program_id)
+    token = uuid.uuid4().hex
+    lock_ms = int(REBUILD_LOCK_TTL.total_seconds() * 1000)
+    if not await rt.redis.set(keys.rebuilding, token, nx=True, px=lock_ms):
+        raise Conflict(
+            f"the leaderboards of '{program_id}' are being rebuilt already",
+            code="rebuild_running",
+        )
+    writer: ScratchWriter | None = None
+    try:
+        scratch = keys.scratch(token)
+        await scripts.BULK_ZADD.load(rt.redis)  # the writer runs it in pipelines
+        writer = ScratchWriter(rt.redis, scratch)
+        renewed = time.monotonic()
+        async with rt.engine.connect() as connection:
+            if dialect_name(connection) == "postgresql":
+                await connection.execution_options(isolation_level="REPEATABLE READ")
+            async with connection.begin():
+                if dialect_name(connection) == "postgresql":
+                    # A cursor is planned for its first rows by default; this one is read
+                    # to the end, and its sorts fit in memory.
+                    await connection.execute(text("SET LOCAL cursor_tuple_fraction = 1.0"))
+                    await connection.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
+                context = await program_context(rt, connection, program_id)
+                now = rt.clock()
+                periods = live_periods(now, context.tz, PERIOD_GRACE)
+                pending = list(
+                    await connection.scalars(
+                        select(LeaderboardOutbox.id).where(
+                            LeaderboardOutbox.program_id == program_id
+                        )
+                    )
+                )
+                people = {
+                    row.id: (row.name, row.leaderboard_opt_out)
+                    for row in await connection.execute(
+                        select(User.id, User.name, User.leaderboard_opt_out).where(
+                            User.program_id == program_id
+                        )
+                    )
+                }
+                mark = time.perf_counter()
+                report.timings["read directory"] = mark - started
+                seen: set[str] = set()
+                live = [period.id for period in periods if period.kind is not PeriodKind.all]
+                async for chunk in _stream_totals(connection, program_id, live):
+                    for user_id, totals, read in chunk:
+                        hidden = people.get(user_id, NOBODY)[1]
+                        for period_id, boards in totals.items():
+                            for board, (points, tick) in boards.items():
+                                if points:
+                                    score = score_value(points, tick)
+                                    writer.add(period_id, board, user_id, score, hidden)
+                        seen.add(user_id)
+                        report.postings += read
+                        if progress is not None:
+                            progress(read)
+                    await writer.send()
+                    if time.monotonic() - renewed > RENEW_EVERY:
+                        await scripts.RENEW(rt.redis, [keys.rebuilding], [token, lock_ms])
+                        renewed = time.monotonic()
+                report.timings["read postings, score"] = time.perf_counter() - mark
+        await writer.send(everything=True)
+        await _write_directory(rt.redis, scratch, people, seen)
+        write_done = time.perf_counter()
+        report.timings["finish writes"] = write_done - started - sum(report.timings.values())
+        report.boards = len(writer.boards)
+        report.entries = writer.entries
+        await _swap(rt, keys, scratch, token, writer.boards, context.tz, pending, now)
+        if pending:
+            async with rt.engine.begin() as connection:
+                await connection.execute(
+                    delete(LeaderboardOutbox).where(LeaderboardOutbox.id.in_(pending))
+                )
+            await rt.redis.zrem(keys.applied, *pending)
+        report.timings["swap"] = time.perf_counter() - write_done
+    finally:
+        if writer is not None and writer.sending is not None:
+            writer.sending.cancel()
+        await scripts.RELEASE(rt.redis, [keys.rebuilding], [token])
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+async def _write_directory(
+    redis: Redis, scratch: ProgramKeys, people: dict[str, tuple[str | None, bool]], seen: set[str]
+) -> None:
+    """Names of everyone on a board, and who is hidden, into scratch keys."""
+    ttl = int(SCRATCH_TTL.total_seconds())
+    users = sorted(seen)
+    async with redis.pipeline(transaction=False) as pipe:
+        for start in range(0, len(users), ZADD_CHUNK):
+            part = users[start : start + ZADD_CHUNK]
+            mapping = {user: people.get(user, NOBODY)[0] or "" for user in part}
+            hidden = [user for user in part if people.get(user, NOBODY)[1]]
+            pipe.hset(scratch.names, mapping=mapping)
+            if hidden:
+                pipe.sadd(scratch.hidden, *hidden)
+            if len(pipe) >= PIPELINE_COMMANDS:
+                await pipe.execute()
+        pipe.expire(scratch.names, ttl)
+        pipe.expire(scratch.hidden, ttl)
+        await pipe.execute()
+
+
+async def _swap(
+    rt: Runtime,
+    keys: ProgramKeys,
+    scratch: ProgramKeys,
+    token: str,
+    boards: set[tuple[str, str]],
+    tz: ZoneInfo,
+    pending: list[str],
+    now: datetime,
+) -> None:
+    keep: dict[str, int | None] = {}
+    listed = []
+    for period_id, board in sorted(boards):
+        if period_id not in keep:
+            keep[period_id] = seconds_to_keep(period_id, tz, now)
+        if keep[period_id] is None:
+            continue
+        listed.append(
+            [
+                keys.board(period_id, board),
+                keys.hidden_board(period_id, board),
+                scratch.board(period_id, board),
+                scratch.hidden_board(period_id, board),
+                keep[period_id],
+            ]
+        )
+    payload = {
+        "boards": listed,
+        "hidden": scratch.hidden,
+        "names": scratch.names,
+        "applied": pending,
+    }
+    status = await scripts.SWAP(
+        rt.redis,
+        [keys.registry, keys.hidden, keys.names, keys.applied, keys.rebuilding],
+        [token, int(now.timestamp() * 1000), orjson.dumps(payload)],
+    )
+    if status != 1:
+        raise Conflict(
+            "the rebuild lost its lock (it took longer than the lock lasts); run it again",
+            code="rebuild_lock_lost",
+        )

@@ -1,0 +1,261 @@
+"""The Lua scripts that change or read the boards, each one round trip and atomic.
+
+The score arithmetic mirrors ``engine.boards.encode_score`` / ``decode_score``
+(the integration tests compare live boards with rebuilt ones, which are computed in
+Python). Lua numbers are doubles: every value here is an integer below 2**53 or a
+power-of-two multiple that doubles hold exactly. Scores go to Redis as ``%.17g``
+strings, never through Lua's own 14-digit number formatting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
+from engine.boards import EXACT_POINTS_BITS, TICK_SPAN
+
+
+class Script:
+    """A Lua script run with EVALSHA, loaded into Redis on first use (or after a restart)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    async def load(self, redis: Redis) -> None:
+        """Make sure Redis has the script (before queueing it in a pipeline)."""
+        await redis.script_load(self.source)
+
+    async def __call__(self, redis: Redis, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return await redis.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[misc]
+        except NoScriptError:
+            await redis.script_load(self.source)
+            return await redis.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[misc]
+
+
+SCORES = f"""
+local SPAN = {TICK_SPAN}
+local EXACT_BITS = {EXACT_POINTS_BITS}
+local function bitlen(n)
+  local bits = 0
+  while n >= 1 do n = math.floor(n / 2); bits = bits + 1 end
+  return bits
+end
+local function encode(points, reached)
+  local offset = SPAN - 1 - reached
+  local drop = bitlen(math.abs(points)) - EXACT_BITS
+  if drop > 0 then
+    local unit = 2 ^ drop
+    offset = math.floor(offset / unit) * unit
+  end
+  return -(points * SPAN + offset)
+end
+local function decode(score)
+  local value = -score
+  local points = math.floor(value / SPAN)
+  return points, SPAN - 1 - (value - points * SPAN)
+end
+local function add(key, user, delta, tick)
+  local current = redis.call('ZSCORE', key, user)
+  local points, reached = 0, tick
+  if current then
+    points, reached = decode(tonumber(current))
+    if tick > reached then reached = tick end
+  end
+  points = points + delta
+  if points == 0 then
+    redis.call('ZREM', key, user)
+  else
+    redis.call('ZADD', key, string.format('%.17g', encode(points, reached)), user)
+  end
+end
+"""
+
+# Move a user between the boards and their opted-out twins (KEYS: registry, hidden set).
+VISIBILITY = """
+local function move(registry, user, to_twin)
+  local boards = redis.call('HGETALL', registry)
+  for i = 1, #boards, 2 do
+    local from, to = boards[i], boards[i + 1]
+    if not to_twin then from, to = to, from end
+    local score = redis.call('ZSCORE', from, user)
+    if score then
+      redis.call('ZREM', from, user)
+      redis.call('ZADD', to, score, user)
+      local ttl = redis.call('PTTL', from)
+      if ttl > 0 then redis.call('PEXPIRE', to, ttl) end
+    end
+  end
+end
+local function hide(registry, hidden, user)
+  if redis.call('SADD', hidden, user) == 1 then move(registry, user, true) end
+end
+local function show(registry, hidden, user)
+  if redis.call('SREM', hidden, user) == 1 then move(registry, user, false) end
+end
+"""
+
+# Apply one outbox batch. KEYS: applied, hidden, names, registry, rebuilding.
+# ARGV: batch id, now (ms), payload {"k": [[board, twin, seconds to live or 0]],
+# "p": [[user, name, opted_out (0/1), points, tick, [board index (1-based)]]]}.
+# Returns 1 applied, 0 already applied, -1 a rebuild is running (try again later).
+APPLY = Script(
+    SCORES
+    + VISIBILITY
+    + """
+if redis.call('EXISTS', KEYS[5]) == 1 then return -1 end
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+local data = cjson.decode(ARGV[3])
+local boards = data.k
+for _, board in ipairs(boards) do redis.call('HSET', KEYS[4], board[1], board[2]) end
+for _, p in ipairs(data.p) do
+  local user = p[1]
+  if type(p[2]) == 'string' then redis.call('HSET', KEYS[3], user, p[2]) end
+  if p[3] == 1 then hide(KEYS[4], KEYS[2], user) end
+  local twin = redis.call('SISMEMBER', KEYS[2], user) == 1
+  for _, index in ipairs(p[6]) do
+    local board = boards[index]
+    add(twin and board[2] or board[1], user, p[4], p[5])
+  end
+end
+for _, board in ipairs(boards) do
+  if board[3] > 0 then
+    redis.call('EXPIRE', board[1], board[3])
+    redis.call('EXPIRE', board[2], board[3])
+  end
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+return 1
+"""
+)
+
+# Bring users' visibility and names in line with the directory.
+# KEYS: hidden, names, registry, rebuilding. ARGV: user, opted_out (0/1), name, ...
+SYNC_USERS = Script(
+    VISIBILITY
+    + """
+if redis.call('EXISTS', KEYS[4]) == 1 then return -1 end
+for i = 1, #ARGV, 3 do
+  local user = ARGV[i]
+  if ARGV[i + 1] == '1' then hide(KEYS[3], KEYS[1], user) else show(KEYS[3], KEYS[1], user) end
+  if redis.call('HEXISTS', KEYS[2], user) == 1 then redis.call('HSET', KEYS[2], user, ARGV[i + 2]) end
+end
+return 1
+"""
+)
+
+# A page of a board. KEYS: board, names. ARGV: first, last (0-based, inclusive).
+# Returns {size, {user, score, ...}, {name, ...}}.
+PAGE = Script(
+    """
+local rows = redis.call('ZRANGE', KEYS[1], ARGV[1], ARGV[2], 'WITHSCORES')
+local users = {}
+for i = 1, #rows, 2 do users[#users + 1] = rows[i] end
+local names = {}
+if #users > 0 then names = redis.call('HMGET', KEYS[2], unpack(users)) end
+return {redis.call('ZCARD', KEYS[1]), rows, names}
+"""
+)
+
+# A user and up to k ranks either side. KEYS: board, names. ARGV: user, k.
+# Returns {rank or -1, size, first, {user, score, ...}, {name, ...}, known (0/1)}.
+AROUND = Script(
+    """
+local size = redis.call('ZCARD', KEYS[1])
+local rank = redis.call('ZRANK', KEYS[1], ARGV[1])
+if not rank then
+  return {-1, size, 0, {}, {}, redis.call('HEXISTS', KEYS[2], ARGV[1])}
+end
+local k = tonumber(ARGV[2])
+local first = rank - k
+if first < 0 then first = 0 end
+local rows = redis.call('ZRANGE', KEYS[1], first, rank + k, 'WITHSCORES')
+local users = {}
+for i = 1, #rows, 2 do users[#users + 1] = rows[i] end
+return {rank, size, first, rows, redis.call('HMGET', KEYS[2], unpack(users)), 1}
+"""
+)
+
+# A user's rank on several boards. KEYS: the boards. ARGV: user.
+# Returns {rank or -1, score or '', size, ...} per board.
+RANKS = Script(
+    """
+local out = {}
+for _, key in ipairs(KEYS) do
+  local rank = redis.call('ZRANK', key, ARGV[1])
+  out[#out + 1] = rank or -1
+  out[#out + 1] = redis.call('ZSCORE', key, ARGV[1]) or ''
+  out[#out + 1] = redis.call('ZCARD', key)
+end
+return out
+"""
+)
+
+# Finish a rebuild: swap the scratch keys in. KEYS: registry, hidden, names, applied,
+# rebuilding. ARGV: token, now (ms), {"boards": [[board, twin, scratch, scratch twin,
+# seconds to live or 0]], "hidden": scratch hidden, "names": scratch names, "applied": [ids]}.
+# Returns 1, or -1 if the rebuild no longer holds the lock.
+SWAP = Script(
+    """
+if redis.call('GET', KEYS[5]) ~= ARGV[1] then return -1 end
+local data = cjson.decode(ARGV[3])
+local old = redis.call('HGETALL', KEYS[1])
+for i = 1, #old do redis.call('UNLINK', old[i]) end
+redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+for _, b in ipairs(data.boards) do
+  redis.call('UNLINK', b[1], b[2])
+  if redis.call('EXISTS', b[3]) == 1 then redis.call('RENAME', b[3], b[1]) end
+  if redis.call('EXISTS', b[4]) == 1 then redis.call('RENAME', b[4], b[2]) end
+  if b[5] > 0 then
+    redis.call('EXPIRE', b[1], b[5])
+    redis.call('EXPIRE', b[2], b[5])
+  else
+    redis.call('PERSIST', b[1])
+    redis.call('PERSIST', b[2])
+  end
+  redis.call('HSET', KEYS[1], b[1], b[2])
+end
+if redis.call('EXISTS', data.hidden) == 1 then
+  redis.call('RENAME', data.hidden, KEYS[2])
+  redis.call('PERSIST', KEYS[2])
+end
+if redis.call('EXISTS', data.names) == 1 then
+  redis.call('RENAME', data.names, KEYS[3])
+  redis.call('PERSIST', KEYS[3])
+end
+for _, id in ipairs(data.applied) do redis.call('ZADD', KEYS[4], ARGV[2], id) end
+redis.call('DEL', KEYS[5])
+return 1
+"""
+)
+
+# Renew or release a rebuild's lock if it still holds it. KEYS: rebuilding.
+# ARGV: token, and for RENEW the new time to live (ms).
+RENEW = Script(
+    """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+"""
+)
+RELEASE = Script(
+    """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('DEL', KEYS[1])
+"""
+)
+
+# Add members to a (scratch) sorted set in bulk. KEYS: the set. ARGV: seconds to live,
+# JSON ["score", "member", ...] (scores as exact decimal strings).
+BULK_ZADD = Script(
+    """
+local items = cjson.decode(ARGV[2])
+redis.call('ZADD', KEYS[1], unpack(items))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return #items / 2
+"""
+)

@@ -1,0 +1,246 @@
+"""Rewards through GIFQ, against the real sandbox over HTTP, with the engine served on a
+port so the sandbox's webhooks reach it."""
+
+import json
+import time
+import warnings
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from api.app import create_app
+from rewards.gifq.webhooks import HmacSha256TimestampScheme
+from rewards.runtime import Runtime
+from rewards.services.fulfilment import fulfil, moves_forward, reconcile
+from rewards.services.ledger import verify_balances
+from sandbox import running_sandbox
+from sandbox.server import SandboxHandle, serving
+from tests.conftest import ProgramClient, event
+from workers.worker import build_worker
+
+
+@dataclass
+class World:
+    program: ProgramClient
+    sandbox: SandboxHandle
+    engine_url: str
+
+
+def rules(campaign_id: str) -> str:
+    return f"""\
+version: 1
+rules:
+  - id: course_completed
+    event: lms.course_completed
+    points: 30
+thresholds:
+  - id: card
+    every: 50
+    reward: {{amount: "25.00", currency: GBP}}
+    payout_type: gift_cards
+    campaign_id: {campaign_id}
+"""
+
+
+async def connect(world: World, *, callback: bool) -> None:
+    settings: dict[str, Any] = {
+        "gifq_base_url": world.sandbox.base_url,
+        "gifq_api_token": world.sandbox.api_token,
+        "gifq_webhook_secret": world.sandbox.webhook_secret,
+        "wallet_currency": "GBP",
+    }
+    if callback:
+        settings["gifq_callback_url"] = f"{world.engine_url}/v1/webhooks/gifq/{world.program.id}"
+    response = await world.program.request("PUT", "/v1/programs/current/settings", json=settings)
+    assert response.status_code == 200, response.text
+
+
+@pytest.fixture
+async def world(program: ProgramClient, runtime: Runtime) -> AsyncIterator[World]:
+    async with (
+        running_sandbox() as sandbox,
+        serving(create_app(runtime.settings, runtime=runtime)) as engine_url,
+    ):
+        assert (await program.put_rules(rules(sandbox.gift_card_campaign_id))).status_code == 200
+        await program.put_user("ann", name="Ann", email="ann@example.com")
+        yield World(program, sandbox, engine_url)
+
+
+async def cross(program: ProgramClient) -> dict[str, Any]:
+    await program.post_events(event("e1", "ann"), event("e2", "ann"))
+    [reward] = await rewards_of(program)
+    return reward
+
+
+async def run_worker(runtime: Runtime) -> None:
+    """Run the arq worker in burst mode on the real Redis until the queue is empty."""
+    worker = build_worker(runtime, handle_signals=False, burst=True)
+    try:
+        await worker.async_run()
+    finally:
+        with warnings.catch_warnings():
+            # arq 0.26's Worker.close calls redis-py's deprecated close(); not ours to fix.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            await worker.close()
+
+
+async def rewards_of(program: ProgramClient) -> list[dict[str, Any]]:
+    response = await program.request("GET", "/v1/users/ann/rewards")
+    assert response.status_code == 200, response.text
+    return list(response.json()["rewards"])
+
+
+async def orders(sandbox: SandboxHandle) -> list[dict[str, Any]]:
+    async with sandbox.api_client() as api:
+        response = await api.get(
+            "/api/payout-orders", params={"campaign_id": sandbox.gift_card_campaign_id}
+        )
+    return list(response.json())
+
+
+async def test_a_crossing_is_paid_redeemed_and_debited(world: World, runtime: Runtime) -> None:
+    await connect(world, callback=True)
+    reward = await cross(world.program)
+    assert reward["status"] == "pending"
+    await run_worker(runtime)
+    [reward] = await rewards_of(world.program)
+    assert reward["status"] == "submitted", reward
+    [order] = await orders(world.sandbox)
+    assert order["id"] == reward["gifq_order_id"]
+    assert order["callback_url"].endswith(f"?reward={reward['id']}")
+    [recipient] = order["recipients"]
+    assert (recipient["email"], recipient["amount"]) == ("ann@example.com", "25.00")
+    balance = await world.program.balance("ann")
+    assert (balance["balance"], balance["held"], balance["lifetime_earned"]) == (10, 0, 60)
+    ledger = (await world.program.request("GET", "/v1/users/ann/ledger")).json()["entries"]
+    assert ledger[0]["kind"] == "redeem" and ledger[0]["points"] == -50
+
+    await world.sandbox.control.redeem(recipient["id"], brand="amazon-uk")
+    assert await world.sandbox.control.flush_webhooks()
+    [reward] = await rewards_of(world.program)
+    assert (reward["status"], reward["recipient_status"]) == ("redeemed", "redeemed")
+    deliveries = await world.sandbox.control.webhook_deliveries(order_id=order["id"])
+    assert deliveries and all(d["status_code"] == 200 for d in deliveries), deliveries
+    async with runtime.sessions() as session:
+        assert await verify_balances(session, world.program.id) == []
+
+
+async def test_a_dropped_create_response_still_makes_one_order(
+    world: World, runtime: Runtime
+) -> None:
+    await connect(world, callback=False)
+    reward = await cross(world.program)
+    await world.sandbox.control.set_faults(
+        {"api": {"routes": ["POST /api/payout-orders"], "drop_rate": 1.0, "max_faults": 1}}
+    )
+    assert await fulfil(runtime, reward["id"]) == "sending"  # the order exists; we don't know
+    assert (await world.program.balance("ann"))["held"] == 50
+    assert await fulfil(runtime, reward["id"]) == "submitted"  # found, not created again
+    assert await fulfil(runtime, reward["id"]) == "submitted"
+    [order] = await orders(world.sandbox)
+    [reward] = await rewards_of(world.program)
+    assert reward["gifq_order_id"] == order["id"]
+    balance = await world.program.balance("ann")
+    assert (balance["balance"], balance["held"]) == (10, 0)
+    # No webhooks here: reconciliation reads the order back.
+    await world.sandbox.control.redeem(order["recipients"][0]["id"], brand="amazon-uk")
+    assert await reconcile(runtime) >= 1
+    [reward] = await rewards_of(world.program)
+    assert reward["status"] == "redeemed"
+
+
+async def test_insufficient_balance_holds_the_reward_until_topped_up(
+    world: World, runtime: Runtime
+) -> None:
+    await connect(world, callback=False)
+    reward = await cross(world.program)
+    await world.sandbox.control.set_balance("GBP", "0.00")
+    assert await fulfil(runtime, reward["id"]) == "on_hold"
+    [held] = await rewards_of(world.program)
+    assert "balance" in held["status_reason"].lower()
+    assert (await world.program.balance("ann"))["held"] == 50
+    await world.sandbox.control.top_up("GBP", "100.00")
+    assert await fulfil(runtime, reward["id"]) == "submitted"
+    assert len(await orders(world.sandbox)) == 1
+
+
+def signed(secret: str, body: bytes, *, at: int | None = None) -> dict[str, str]:
+    stamp = int(time.time()) if at is None else at
+    header = HmacSha256TimestampScheme().sign(secret=secret, body=body, timestamp=stamp)
+    return {"X-Gifq-Signature": header, "Content-Type": "application/json"}
+
+
+async def test_forged_stale_and_duplicated_webhooks_change_nothing(
+    world: World, runtime: Runtime
+) -> None:
+    await connect(world, callback=False)
+    reward = await cross(world.program)
+    assert await fulfil(runtime, reward["id"]) == "submitted"
+    [reward] = await rewards_of(world.program)
+    url = f"{world.engine_url}/v1/webhooks/gifq/{world.program.id}"
+    order = await world.sandbox.control.order(reward["gifq_order_id"])
+    recipient_id = order["recipients"][0]["id"]
+
+    def body(event_id: str, status: str, sequence: int) -> bytes:
+        payload = {
+            "id": event_id,
+            "event": "payout.status_changed",
+            "subject": "recipient",
+            "payout_order_uuid": reward["gifq_order_id"],
+            "recipient_id": recipient_id,
+            "status": status,
+            "sequence": sequence,
+        }
+        return json.dumps(payload).encode()
+
+    secret = world.sandbox.webhook_secret
+    viewed = body("evt-1", "viewed", 2)
+    async with httpx.AsyncClient() as client:
+        forged = await client.post(url, content=viewed, headers=signed("whsec_wrong", viewed))
+        stale = await client.post(
+            url, content=viewed, headers=signed(secret, viewed, at=int(time.time()) - 3600)
+        )
+        unsigned = await client.post(url, content=viewed)
+        assert [r.status_code for r in (forged, stale, unsigned)] == [401, 401, 401]
+        assert (await rewards_of(world.program))[0]["recipient_status"] == reward[
+            "recipient_status"
+        ]
+
+        first = await client.post(url, content=viewed, headers=signed(secret, viewed))
+        again = await client.post(url, content=viewed, headers=signed(secret, viewed))
+        assert (first.json(), again.json()) == ({"status": "applied"}, {"status": "duplicate"})
+        older = body("evt-0", "sent", 1)
+        late = await client.post(url, content=older, headers=signed(secret, older))
+        assert late.json() == {"status": "stale"}
+    [after] = await rewards_of(world.program)
+    assert (after["status"], after["recipient_status"]) == ("submitted", "viewed")
+
+
+@pytest.mark.parametrize(
+    ("current", "new", "current_sequence", "sequence", "expected"),
+    [
+        (None, "sent", None, None, True),
+        ("sent", "viewed", 1, 2, True),
+        ("viewed", "sent", 2, 1, False),
+        ("partially_redeemed", "partially_redeemed", 3, 4, True),
+        ("partially_redeemed", "partially_redeemed", 4, 3, False),
+        ("viewed", "viewed", 2, None, False),
+        ("redeemed", "expired", 4, 5, False),
+        ("partially_redeemed", "expired", 3, 4, True),
+        ("sent", "unknown", 1, 2, False),
+    ],
+)
+def test_recipient_statuses_only_move_forward(
+    current: str | None,
+    new: str,
+    current_sequence: int | None,
+    sequence: int | None,
+    expected: bool,
+) -> None:
+    assert (
+        moves_forward(current, new, current_sequence=current_sequence, sequence=sequence)
+        is expected
+    )

@@ -1,0 +1,45 @@
+"""Reward fulfilment jobs. Each may run more than once; each is idempotent.
+
+- ``fulfil_reward(reward_id)``: push one reward to GIFQ (job id ``reward:<id>``, queued
+  after the ledger transaction that created it commits);
+- ``rewards_sweep``: re-queues every reward still ``pending``, ``sending`` or ``on_hold``,
+  so nothing depends on the first enqueue having worked (cron, every minute);
+- ``rewards_reconcile``: reads each tracked reward's order back from GIFQ, the source of
+  truth when a webhook is lost (cron, every 5 minutes).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from arq.connections import ArqRedis
+
+from rewards.runtime import Runtime
+from rewards.services import fulfilment
+from rewards.services.rewards import job_id
+
+log = logging.getLogger("rewards.worker")
+
+
+async def fulfil_reward(ctx: dict[str, Any], reward_id: int) -> str:
+    rt: Runtime = ctx["runtime"]
+    return await fulfilment.fulfil(rt, reward_id)
+
+
+async def rewards_sweep(ctx: dict[str, Any]) -> int:
+    rt: Runtime = ctx["runtime"]
+    redis: ArqRedis = ctx["redis"]
+    queued = 0
+    for reward_id in await fulfilment.unsent(rt):
+        # A reward whose job is queued or running already is skipped by its job id.
+        if await redis.enqueue_job(fulfil_reward.__name__, reward_id, _job_id=job_id(reward_id)):
+            queued += 1
+    if queued:
+        log.info("re-queued %d rewards", queued)
+    return queued
+
+
+async def rewards_reconcile(ctx: dict[str, Any]) -> int:
+    rt: Runtime = ctx["runtime"]
+    return await fulfilment.reconcile(rt)
