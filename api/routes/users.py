@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import Admin, Reader, RuntimeDep, SessionDep
 from api.errors import error_responses
 from rewards.db.models import User
+from rewards.leaderboards.directory import refresh_users
 from rewards.runtime import Runtime
 from rewards.services import ledger
 from rewards.services.context import program_context
@@ -26,6 +29,7 @@ from rewards.services.users import (
     validation_details,
 )
 
+log = logging.getLogger("rewards.api")
 router = APIRouter(prefix="/v1/users", tags=["users"])
 BULK_BODY = {
     "requestBody": {
@@ -47,22 +51,32 @@ async def _view(rt: Runtime, session: AsyncSession, program_id: str, user: User)
     )
 
 
+async def _show_on_boards(rt: Runtime, program_id: str, user_ids: list[str]) -> None:
+    """After commit: apply opt-outs and names to the boards before the response goes out.
+
+    If Redis fails here the worker's sweep applies them within a minute.
+    """
+    try:
+        await refresh_users(rt, program_id, user_ids)
+    except RedisError:
+        log.warning("leaderboards not refreshed for %d users; the sweep will", len(user_ids))
+
+
 @router.put("/{user_id}", responses=error_responses(401, 403, 422))
-async def put_user(
-    user_id: str, data: UserIn, principal: Admin, rt: RuntimeDep, session: SessionDep
-) -> dict[str, Any]:
-    """Create or replace a user."""
+async def put_user(user_id: str, data: UserIn, principal: Admin, rt: RuntimeDep) -> dict[str, Any]:
+    """Create or replace a user. An opt-out takes effect on the boards before this returns."""
     check_user_id(user_id)
-    user, created = await upsert_user(
-        session, program_id=principal.program_id, user_id=user_id, data=data, now=rt.clock()
-    )
-    return {**await _view(rt, session, principal.program_id, user), "created": created}
+    async with rt.sessions() as session, session.begin():
+        user, created = await upsert_user(
+            session, program_id=principal.program_id, user_id=user_id, data=data, now=rt.clock()
+        )
+        view = {**await _view(rt, session, principal.program_id, user), "created": created}
+    await _show_on_boards(rt, principal.program_id, [user_id])
+    return view
 
 
 @router.post(":bulk", openapi_extra=BULK_BODY, responses=error_responses(400, 401, 403, 413, 422))
-async def bulk(
-    request: Request, principal: Admin, rt: RuntimeDep, session: SessionDep
-) -> dict[str, Any]:
+async def bulk(request: Request, principal: Admin, rt: RuntimeDep) -> dict[str, Any]:
     """Upsert many users from a JSON array or a CSV file (header row; extra columns become attributes)."""
     rows = parse_bulk(await request.body(), request.headers.get("content-type", ""))
     results: list[dict[str, Any]] = []
@@ -101,9 +115,11 @@ async def bulk(
         positions.append(len(results))
         results.append({"row": number, "id": data.id, "status": None})
         accepted.append((data.id, UserIn.model_validate(data.model_dump(exclude={"id"}))))
-    created = await upsert_users(
-        session, program_id=principal.program_id, rows=accepted, now=rt.clock()
-    )
+    async with rt.sessions() as session, session.begin():
+        created = await upsert_users(
+            session, program_id=principal.program_id, rows=accepted, now=rt.clock()
+        )
+    await _show_on_boards(rt, principal.program_id, [user_id for user_id, _ in accepted])
     for position, was_created in zip(positions, created, strict=True):
         results[position]["status"] = "created" if was_created else "updated"
     counts = {

@@ -594,3 +594,14 @@ async def test_an_unreadable_outbox_row_does_not_stop_the_sweeper(
         await connection.execute(
             LeaderboardOutbox.__table__.delete().where(LeaderboardOutbox.program_id == lb.id)
         )
+
+
+async def test_an_opt_out_through_the_api_is_immediate(lb: ProgramClient, clock: Clock) -> None:
+    await earn(lb, clock, "ann", 30, "2026-03-16T09:00:00+00:00")
+    await earn(lb, clock, "bob", 50, "2026-03-16T09:00:00+00:00")
+    assert await standings(lb, "global") == [("bob", 50), ("ann", 30)]
+    await lb.put_user("bob", name="Bob", department="sales", leaderboard_opt_out=True)
+    assert await standings(lb, "global") == [("ann", 30)]  # no sweep, no refresh call
+    rows = [{"id": "bob", "name": "Bob", "department": "sales"}]
+    assert (await lb.request("POST", "/v1/users:bulk", json=rows)).status_code == 200
+    assert await standings(lb, "global") == [("bob", 50), ("ann", 30)]
