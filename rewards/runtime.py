@@ -50,10 +50,6 @@ class Runtime:
 
         return GroupCommit(self)
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.engine.dialect.name == "sqlite"
-
     def key(self, *parts: str) -> str:
         """A Redis key in this installation's namespace."""
         return ":".join((self.settings.redis_prefix, *parts))

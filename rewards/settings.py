@@ -62,10 +62,6 @@ class Settings(BaseSettings):
             return normalise_database_url(self.database_url)
         return f"sqlite+aiosqlite:///{(self.data_dir / 'rewards.db').resolve()}"
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.effective_database_url.startswith("sqlite")
-
     def resolved_platform_key(self) -> str:
         """The platform key; in development one is generated once and kept in the data dir."""
         if self.platform_key:
