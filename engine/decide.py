@@ -58,9 +58,7 @@ def decide(
             RejectCode.unknown_actor, f"unknown actor '{event.actor_id}'", pointer="/actor_id"
         )
 
-    expires_at = (
-        rules.points_expire_after.add_to(event.occurred_at) if rules.points_expire_after else None
-    )
+    expires_at = points_expiry(rules, event.occurred_at)
     activation: Activation | None = None
     awards: list[Award] = []
     increments: dict[UsageKey, int] = {}
@@ -140,6 +138,13 @@ def _peer_refusal(
         )
     increments[key] = increments.get(key, 0) + points
     return None
+
+
+def points_expiry(rules: RuleSet, earned_at: datetime) -> datetime | None:
+    """When points earned at ``earned_at`` (the event's ``occurred_at``) lapse, if ever."""
+    if rules.points_expire_after is None:
+        return None
+    return rules.points_expire_after.add_to(earned_at)
 
 
 def cap_key(rule: Rule, event: EventFacts, tz: ZoneInfo) -> UsageKey | None:

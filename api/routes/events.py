@@ -95,9 +95,9 @@ async def simulate(
             tz=ZoneInfo(rules.timezone or context.timezone),
         )
     valid = [item for item in items if isinstance(item, EventIn)]
-    decided, _ = await evaluate(
+    evaluation = await evaluate(
         connection, context=context, events=valid, now=rt.clock(), lock=False
     )
-    results = in_order(items, outcomes(decided, rules_version=context.rules_version))
     version = context.rules_version
+    results = in_order(items, outcomes(evaluation.decided, rules_version=version))
     return {"results": results, "rules_version": version, "dry_run": True}

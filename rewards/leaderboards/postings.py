@@ -103,16 +103,24 @@ class Reversal:
 
 
 async def post_earnings(
-    bind: Bind, *, context: ProgramContext, entries: Sequence[Mapping[str, Any]], now: datetime
+    bind: Bind,
+    *,
+    context: ProgramContext,
+    entries: Sequence[Mapping[str, Any]],
+    now: datetime,
+    users: Mapping[str, Any] | None = None,
 ) -> Batch | None:
     """Post new ledger rows that earn points (dicts with ``dedupe_key``, ``user_id``,
     ``points``): rule awards, bonuses. Rows that take points away (spending, holds) are
     not leaderboard moves and are skipped; retractions and expiries go through
-    ``post_reversals``."""
+    ``post_reversals``. ``users``: the earners' directory rows, when the caller has them.
+    """
     entries = [entry for entry in entries if entry["points"] > 0]
     if not entries:
         return None
-    users = await _people(bind, context.id, {entry["user_id"] for entry in entries})
+    earners = {entry["user_id"] for entry in entries}
+    if users is None or not earners <= users.keys():
+        users = await _people(bind, context.id, earners)
     cohorts = context.rules.cohorts if context.rules else ()
     today = now.astimezone(context.tz).date()
     week, month = booking_periods(now, context.tz)

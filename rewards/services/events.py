@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +23,7 @@ from sqlalchemy import bindparam, insert, select, tuple_, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from engine.decide import decide, usage_keys
+from engine.decide import decide, points_expiry, usage_keys
 from engine.decision import Decision, RejectCode, Rejection, UsageKey
 from engine.facts import EventFacts
 from engine.thresholds import Crossing, crossings
@@ -254,6 +255,16 @@ async def add_to_balances(
 Decided = list[tuple[EventFacts, Decision | Result]]
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """What ``evaluate`` decided, the limit usage it adds, and the directory rows it read
+    (so the writers after it need not read them again)."""
+
+    decided: Decided
+    increments: dict[UsageKey, int]
+    users: dict[str, Any]
+
+
 async def evaluate(
     connection: AsyncConnection,
     *,
@@ -261,8 +272,8 @@ async def evaluate(
     events: Sequence[EventIn],
     now: datetime,
     lock: bool,
-) -> tuple[Decided, dict[UsageKey, int]]:
-    """Decide every event of a batch against current state; returns decisions and new usage.
+) -> Evaluation:
+    """Decide every event of a batch against current state.
 
     Duplicates (already stored, or repeated within the batch) come back as results.
     Nothing is written here, which is what makes ``/v1/simulate`` a true dry run.
@@ -281,7 +292,7 @@ async def evaluate(
         missing = Rejection(
             RejectCode.no_rules, "the program has no rule set yet; PUT /v1/programs/current/rules"
         )
-        return [
+        refused: Decided = [
             (
                 fact,
                 _duplicate(stored[fact.id])
@@ -289,15 +300,14 @@ async def evaluate(
                 else Decision(fact.id, rejection=missing),
             )
             for fact in facts
-        ], {}
+        ]
+        return Evaluation(refused, {}, users)
     today = now.astimezone(tz).date()
     directory = {
         uid: user_facts(row, bands=rules.tenure_bands, today=today) for uid, row in users.items()
     }
-    keys: set[UsageKey] = set()
-    for fact in facts:
-        keys |= usage_keys(rules, fact, tz)
-    usage = await load_usage(connection, program_id, keys)
+    wanted = [usage_keys(rules, fact, tz) for fact in facts]  # per event, computed once
+    usage = await load_usage(connection, program_id, set().union(*wanted))
     # Challenge counters (locked after the users) and streak periods the batch may need.
     pending = [fact for fact in facts if fact.id not in stored]
     challenge_book = await challenge_service.load_book(
@@ -316,16 +326,14 @@ async def evaluate(
     increments: dict[UsageKey, int] = defaultdict(int)
     decided: Decided = []
     in_batch: dict[str, Decision] = {}
-    for fact in facts:
+    for fact, keys in zip(facts, wanted, strict=True):
         if fact.id in stored:
             decided.append((fact, _duplicate(stored[fact.id])))
             continue
         if fact.id in in_batch:
             decided.append((fact, in_batch[fact.id]))
             continue
-        current = {
-            key: usage.get(key, 0) + increments.get(key, 0) for key in usage_keys(rules, fact, tz)
-        }
+        current = {key: usage.get(key, 0) + increments.get(key, 0) for key in keys}
         decision = decide(
             rules=rules,
             event=fact,
@@ -343,7 +351,7 @@ async def evaluate(
                 increments[key] += amount
             in_batch[fact.id] = decision
         decided.append((fact, decision))
-    return decided, dict(increments)
+    return Evaluation(decided, dict(increments), users)
 
 
 def outcome_of(decision: Decision, *, rules_version: int | None) -> Result:
@@ -382,9 +390,8 @@ async def _apply(
     the ids of rewards to fulfil after commit to ``rewards``."""
     now = rt.clock()
     context = await program_context(rt, connection, program_id)
-    decided, increments = await evaluate(
-        connection, context=context, events=events, now=now, lock=True
-    )
+    evaluation = await evaluate(connection, context=context, events=events, now=now, lock=True)
+    decided = evaluation.decided
     version = context.rules_version
     results: list[Result] = []
     event_rows: list[dict[str, Any]] = []
@@ -393,8 +400,9 @@ async def _apply(
     written: set[str] = set()
     # Lifetime earned points as the batch goes, for threshold crossings (users locked).
     thresholds = context.rules.thresholds if context.rules else ()
-    standing = await _standing(connection, context, decided)
+    standing = await _standing(connection, context, decided, evaluation.users)
     crossed: list[tuple[EventFacts, list[Crossing]]] = []
+    applied: list[tuple[EventFacts, Decision]] = []  # each applied event once
     for fact, decision in decided:
         if not isinstance(decision, Decision):
             results.append(decision)
@@ -407,6 +415,7 @@ async def _apply(
         if not decision.applied:
             continue
         written.add(fact.id)
+        applied.append((fact, decision))
         earned_before = deltas.get(fact.user_id, (0, 0))[1]
         for award in decision.awards:
             if award.points == 0:
@@ -439,7 +448,7 @@ async def _apply(
             fact,
             decision,
             rules_version=version,
-            expires_at=_expiry(context, fact),
+            expires_at=points_expiry(context.rules, fact.occurred_at) if context.rules else None,
             now=now,
         ):
             ledger_rows.append(row)
@@ -459,7 +468,9 @@ async def _apply(
     if ledger_rows:
         await connection.execute(insert(LedgerEntry), ledger_rows)
         # Where the points count on the leaderboards, and the outbox row that takes them there.
-        batch = await post_earnings(connection, context=context, entries=ledger_rows, now=now)
+        batch = await post_earnings(
+            connection, context=context, entries=ledger_rows, now=now, users=evaluation.users
+        )
         if batch is not None and boards is not None:
             boards.append(batch)
     await add_to_balances(connection, program_id, deltas)
@@ -475,54 +486,30 @@ async def _apply(
         )
         if rewards is not None:
             rewards.extend(created)
-    await add_usage(connection, program_id, increments)
-    applied = [
-        (fact, decision)
-        for fact, decision in decided
-        if isinstance(decision, Decision) and decision.applied and fact.id in written
-    ]
-    await challenge_service.persist(connection, program_id, _once(applied), now=now)
-    await streak_service.persist(connection, program_id, _once(applied), now=now)
+    await add_usage(connection, program_id, evaluation.increments)
+    await challenge_service.persist(connection, program_id, applied, now=now)
+    await streak_service.persist(connection, program_id, applied, now=now)
     return results
 
 
 async def _standing(
-    connection: AsyncConnection, context: ProgramContext, decided: Decided
+    connection: AsyncConnection, context: ProgramContext, decided: Decided, users: dict[str, Any]
 ) -> dict[str, tuple[int, str | None]]:
     """Lifetime earned points and country of each user the batch may award, when the rule
     set has thresholds (read under the balance-row locks ``evaluate`` took)."""
-    users = {
+    awarded = {
         fact.user_id
         for fact, decision in decided
         if isinstance(decision, Decision) and decision.applied
     }
-    if context.rules is None or not context.rules.thresholds or not users:
+    if context.rules is None or not context.rules.thresholds or not awarded:
         return {}
     rows = await connection.execute(
-        select(UserBalance.user_id, UserBalance.lifetime_earned, User.country)
-        .join(User, (User.program_id == UserBalance.program_id) & (User.id == UserBalance.user_id))
-        .where(UserBalance.program_id == context.id, UserBalance.user_id.in_(sorted(users)))
+        select(UserBalance.user_id, UserBalance.lifetime_earned).where(
+            UserBalance.program_id == context.id, UserBalance.user_id.in_(sorted(awarded))
+        )
     )
-    return {user_id: (lifetime, country) for user_id, lifetime, country in rows}
-
-
-def _once(applied: list[tuple[EventFacts, Decision]]) -> list[tuple[EventFacts, Decision]]:
-    """Each applied decision once (an id repeated in a batch decides once)."""
-    seen: set[str] = set()
-    unique = []
-    for fact, decision in applied:
-        if fact.id not in seen:
-            seen.add(fact.id)
-            unique.append((fact, decision))
-    return unique
-
-
-def _expiry(context: ProgramContext, fact: EventFacts) -> datetime | None:
-    """When points earned by ``fact`` lapse (as its rule awards do), if they ever do."""
-    rules = context.rules
-    if rules is None or rules.points_expire_after is None:
-        return None
-    return rules.points_expire_after.add_to(fact.occurred_at)
+    return {user_id: (lifetime, users[user_id].country) for user_id, lifetime in rows}
 
 
 def _event_row(
