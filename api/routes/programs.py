@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from api.deps import Admin, RuntimeDep, SessionDep, bearer_token
 from api.errors import error_responses
 from rewards.db.models import ApiKey, Program, RuleSetVersion
-from rewards.errors import BadRequest, Forbidden
+from rewards.errors import BadRequest, Forbidden, NotFound
 from rewards.services import keys as key_service
 from rewards.services import rulesets
 from rewards.services.programs import (
@@ -149,8 +149,6 @@ async def get_rules(request: Request, principal: Admin, session: SessionDep) -> 
     """The active rule set: JSON with its YAML source, or the YAML itself for ``Accept: application/yaml``."""
     program = await get_program(session, principal.program_id)
     if program.active_rules_version is None:
-        from rewards.errors import NotFound
-
         raise NotFound("the program has no rule set yet", code="no_rules")
     row = await rulesets.get_version(session, principal.program_id, program.active_rules_version)
     if "yaml" in request.headers.get("accept", ""):
