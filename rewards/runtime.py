@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from arq.connections import ArqRedis
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -49,6 +50,11 @@ class Runtime:
         from rewards.services.group_commit import GroupCommit
 
         return GroupCommit(self)
+
+    @cached_property
+    def queue(self) -> ArqRedis:
+        """The arq queue client, sharing ``redis``'s connection pool."""
+        return ArqRedis(connection_pool=self.redis.connection_pool)
 
     def key(self, *parts: str) -> str:
         """A Redis key in this installation's namespace."""

@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from arq.connections import create_pool
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -35,7 +33,6 @@ from rewards.db.dialect import insert_for
 from rewards.db.models import UserBalance
 from rewards.db.reward_models import Reward
 from rewards.errors import Conflict, InvalidInput, NotFound
-from rewards.redis_server import arq_settings
 from rewards.runtime import Runtime
 from rewards.services.users import get_user
 
@@ -220,14 +217,8 @@ async def enqueue_fulfilment(rt: Runtime, reward_ids: Sequence[int]) -> None:
     from workers.worker import queue_name
 
     try:
-        # No connection retries: the request must not wait on a broken Redis.
-        pool = await create_pool(replace(arq_settings(rt.redis_url), conn_retries=0))
-    except Exception:
-        log.warning("could not reach Redis to enqueue rewards %s", list(reward_ids), exc_info=True)
-        return
-    try:
         for reward_id in reward_ids:
-            await pool.enqueue_job(
+            await rt.queue.enqueue_job(
                 "fulfil_reward",
                 reward_id,
                 _job_id=job_id(reward_id),
@@ -235,5 +226,3 @@ async def enqueue_fulfilment(rt: Runtime, reward_ids: Sequence[int]) -> None:
             )
     except Exception:
         log.warning("could not enqueue rewards %s", list(reward_ids), exc_info=True)
-    finally:
-        await pool.aclose()
