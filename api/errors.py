@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis.exceptions
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -39,6 +41,7 @@ HTTP_CODES = {
     415: "unsupported_media_type",
     422: "invalid_input",
     429: "rate_limited",
+    503: "temporarily_unavailable",
 }
 
 
@@ -115,6 +118,19 @@ def install(app: FastAPI) -> None:
         response = error_response(request, exc.status_code, code, str(exc.detail))
         for name, value in (exc.headers or {}).items():
             response.headers[name] = value
+        return response
+
+    @app.exception_handler(sqlalchemy.exc.OperationalError)
+    @app.exception_handler(sqlalchemy.exc.InterfaceError)
+    @app.exception_handler(redis.exceptions.ConnectionError)
+    @app.exception_handler(redis.exceptions.TimeoutError)
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # The database or Redis is down or overloaded: a temporary failure, worth a retry.
+        log.warning("a backing service is unavailable: %r", exc)
+        response = error_response(
+            request, 503, "temporarily_unavailable", "a backing service is unavailable; retry"
+        )
+        response.headers["Retry-After"] = "5"
         return response
 
     @app.exception_handler(Exception)

@@ -32,6 +32,7 @@ class Crossing:
     campaign_id: str
     expires_in_days: int
     ledger_account_id: str | None
+    release_on: tuple[str, ...] = ("failed", "expired")
 
     def to_dict(self) -> dict[str, Any]:
         """The part an event's result shows (``thresholds_crossed``)."""
@@ -66,6 +67,7 @@ def crossings(
                     campaign_id=str(threshold.campaign_id),
                     expires_in_days=threshold.expires_in_days,
                     ledger_account_id=threshold.ledger_account_id,
+                    release_on=threshold.release_points_on,
                 )
             )
     return found

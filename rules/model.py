@@ -220,6 +220,9 @@ class Threshold(Frozen):
     expires_in_days: PositiveInt = 30
     ledger_account_id: Name | None = None
     points_cost: PositiveInt | None = None
+    # When the reward's points come back: its GIFQ order failed, or its redeem link
+    # expired with nothing redeemed. A rejected reward always gives its points back.
+    release_points_on: tuple[Literal["failed", "expired"], ...] = ("failed", "expired")
 
     @field_validator("at")
     @classmethod

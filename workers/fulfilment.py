@@ -3,9 +3,11 @@
 - ``fulfil_reward(reward_id)``: push one reward to GIFQ (job id ``reward:<id>``, queued
   after the ledger transaction that created it commits);
 - ``rewards_sweep``: re-queues every reward still ``pending``, ``sending`` or ``on_hold``,
-  so nothing depends on the first enqueue having worked (cron, every minute);
+  so nothing depends on the first enqueue having worked, and applies stored GIFQ
+  webhooks a stopped process left unapplied (cron, every minute);
 - ``rewards_reconcile``: reads each tracked reward's order back from GIFQ, the source of
-  truth when a webhook is lost (cron, every 5 minutes).
+  truth when a webhook is lost, and each finished one once more: per-card payouts,
+  points of an unredeemed expired reward given back (cron, every 5 minutes).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 from arq.connections import ArqRedis
 
 from rewards.runtime import Runtime
-from rewards.services import fulfilment
+from rewards.services import fulfilment, tracking
 from rewards.services.rewards import job_id
 
 log = logging.getLogger("rewards.worker")
@@ -37,9 +39,11 @@ async def rewards_sweep(ctx: dict[str, Any]) -> int:
             queued += 1
     if queued:
         log.info("re-queued %d rewards", queued)
+    if applied := await tracking.process_pending_webhooks(rt):
+        log.info("applied %d stored GIFQ webhooks", applied)
     return queued
 
 
 async def rewards_reconcile(ctx: dict[str, Any]) -> int:
     rt: Runtime = ctx["runtime"]
-    return await fulfilment.reconcile(rt)
+    return await tracking.reconcile(rt)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from api.deps import Admin, Reader, RuntimeDep, SessionDep, Writer
 from api.errors import error_responses
 from rewards.services import rewards as reward_service
-from rewards.services.rewards import RedemptionIn, reward_view
+from rewards.services.rewards import DecisionIn, RedemptionIn, reward_views
 
 router = APIRouter(tags=["rewards"])
 
@@ -18,7 +18,7 @@ router = APIRouter(tags=["rewards"])
 async def user_rewards(user_id: str, principal: Reader, session: SessionDep) -> dict[str, Any]:
     """The user's rewards, newest first, with status, GIFQ order and recipient status."""
     rows = await reward_service.user_rewards(session, principal.program_id, user_id)
-    return {"user_id": user_id, "rewards": [reward_view(row) for row in rows]}
+    return {"user_id": user_id, "rewards": await reward_views(session, rows)}
 
 
 @router.post("/v1/users/{user_id}/redemptions", responses=error_responses(401, 403, 404, 409, 422))
@@ -40,4 +40,44 @@ async def list_rewards(
 ) -> dict[str, Any]:
     """The program's rewards, newest first (at most 500)."""
     rows = await reward_service.rewards_by_status(session, principal.program_id, status)
-    return {"rewards": [reward_view(row) for row in rows]}
+    return {"rewards": await reward_views(session, rows)}
+
+
+@router.get("/v1/rewards/budget", responses=error_responses(401, 403, 422))
+async def budget(
+    principal: Admin,
+    rt: RuntimeDep,
+    month: Annotated[
+        str | None,
+        Query(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", description="YYYY-MM; default this month"),
+    ] = None,
+) -> dict[str, Any]:
+    """The month's budgets by currency (the rules' ``budgets``): the monthly limit, the
+    approval limit, the money committed to rewards so far, and what is left."""
+    return await reward_service.budget_view(rt, program_id=principal.program_id, month=month)
+
+
+@router.post("/v1/rewards/{reward_id}/approve", responses=error_responses(401, 403, 404, 409))
+async def approve(reward_id: int, principal: Admin, rt: RuntimeDep) -> dict[str, Any]:
+    """Send a reward that waits for an admin: one ``awaiting_approval`` (over the approval
+    limit or past the month's budget; it is counted in the budget all the same), or one
+    ``on_hold`` or ``needs_review`` to try again now. Approving a ``pending`` reward
+    changes nothing."""
+    return await reward_service.approve(
+        rt, program_id=principal.program_id, reward_id=reward_id, key_id=principal.key_id
+    )
+
+
+@router.post("/v1/rewards/{reward_id}/reject", responses=error_responses(401, 403, 404, 409, 422))
+async def reject(
+    reward_id: int, principal: Admin, rt: RuntimeDep, data: DecisionIn | None = None
+) -> dict[str, Any]:
+    """Refuse a reward not yet sent to GIFQ: it becomes ``rejected`` and its held points
+    come back to the employee's available balance."""
+    return await reward_service.reject(
+        rt,
+        program_id=principal.program_id,
+        reward_id=reward_id,
+        key_id=principal.key_id,
+        data=data or DecisionIn(),
+    )

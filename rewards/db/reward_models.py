@@ -10,14 +10,15 @@ ledger entry. Money is kept as exact decimal text with its currency.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import BigInteger, ForeignKeyConstraint, Index, Integer, String, Text
 from sqlalchemy import UniqueConstraint as Unique
 from sqlalchemy.orm import Mapped, mapped_column
 
-from rewards.db.models import Base, BigId, Timestamp
+from rewards.db.models import Base, BigId, Json, Timestamp
 
-__all__ = ["Base", "GifqWebhookEvent", "Reward"]
+__all__ = ["Base", "BudgetSpend", "GifqPayout", "GifqWebhookEvent", "Reward"]
 
 
 class Reward(Base):
@@ -58,18 +59,74 @@ class Reward(Base):
     # The last webhook ``sequence`` applied, so an older event never overwrites a newer one.
     recipient_sequence: Mapped[int | None] = mapped_column(Integer)
     fx_fee_amount: Mapped[str | None] = mapped_column(String(40))
+    # The hybrid recipient's pick (gift_cards | crypto) and what they redeemed so far.
+    recipient_payout_type: Mapped[str | None] = mapped_column(String(20))
+    redeemed_amount: Mapped[str | None] = mapped_column(String(40))
+    # When the points come back: a comma list of ``failed``, ``expired`` (the threshold's
+    # ``release_points_on`` when the reward was created).
+    release_on: Mapped[str | None] = mapped_column(String(40))
+    # A finished reward's last read-back from GIFQ (order, per-card payouts) is done.
+    reconciled_at: Mapped[datetime | None] = mapped_column(Timestamp())
+    released_at: Mapped[datetime | None] = mapped_column(Timestamp())
+    # The month (``YYYY-MM``, program time) whose budget this reward's money counts in.
+    budget_month: Mapped[str | None] = mapped_column(String(7))
+    # The admin key that approved or rejected it.
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[datetime | None] = mapped_column(Timestamp())
     created_at: Mapped[datetime] = mapped_column(Timestamp())
     updated_at: Mapped[datetime] = mapped_column(Timestamp())
 
 
+class BudgetSpend(Base):
+    """Money committed to rewards in one month and currency: the budget's exact counter,
+    updated under its row lock by every reward that is sent, approved or given back."""
+
+    __tablename__ = "reward_budget_spend"
+    __table_args__ = (ForeignKeyConstraint(["program_id"], ["programs.id"], ondelete="CASCADE"),)
+
+    program_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)
+    spent: Mapped[str] = mapped_column(String(40))
+
+
+class GifqPayout(Base):
+    """One gift card a recipient redeemed (``GET /api/payouts``): per-card reconciliation."""
+
+    __tablename__ = "gifq_payouts"
+    __table_args__ = (
+        ForeignKeyConstraint(["program_id"], ["programs.id"], ondelete="CASCADE"),
+        Index("ix_gifq_payouts_reward", "reward_id"),
+    )
+
+    program_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    payout_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reward_id: Mapped[int] = mapped_column(BigInteger)
+    brand: Mapped[str | None] = mapped_column(String(200))
+    amount: Mapped[str] = mapped_column(String(40))
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(30))
+    payout_type: Mapped[str | None] = mapped_column(String(20))
+    created_at: Mapped[datetime | None] = mapped_column(Timestamp())
+    seen_at: Mapped[datetime] = mapped_column(Timestamp())
+
+
 class GifqWebhookEvent(Base):
-    """A GIFQ webhook event already applied, by the body's ``id`` (the same on every retry)."""
+    """The inbox of GIFQ webhooks: one row per event, unique by the body's ``id`` (the same
+    on every retry) and by ``X-Gifq-Delivery`` (fresh per attempt, so a replayed request).
+    Stored and committed before the 2xx; applied after, then ``processed_at`` is set."""
 
     __tablename__ = "gifq_webhook_events"
-    __table_args__ = (ForeignKeyConstraint(["program_id"], ["programs.id"], ondelete="CASCADE"),)
+    __table_args__ = (
+        ForeignKeyConstraint(["program_id"], ["programs.id"], ondelete="CASCADE"),
+        Index("ux_gifq_webhook_events_delivery", "program_id", "delivery_id", unique=True),
+        Index("ix_gifq_webhook_events_unprocessed", "processed_at"),
+    )
 
     program_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     delivery_id: Mapped[str | None] = mapped_column(String(64))
     event: Mapped[str] = mapped_column(String(60))
+    payload: Mapped[dict[str, Any] | None] = mapped_column(Json)
     received_at: Mapped[datetime] = mapped_column(Timestamp())
+    processed_at: Mapped[datetime | None] = mapped_column(Timestamp())

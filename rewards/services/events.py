@@ -19,10 +19,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import bindparam, insert, select, tuple_, update
+from sqlalchemy import insert, select, tuple_
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from engine.budgets import budget_month
 from engine.decide import decide, points_expiry, usage_keys
 from engine.decision import Decision, RejectCode, Rejection, UsageKey
 from engine.facts import EventFacts
@@ -37,6 +38,7 @@ from rewards.services import challenges as challenge_service
 from rewards.services import rewards as reward_service
 from rewards.services import streaks as streak_service
 from rewards.services.attributes import Attributes
+from rewards.services.balances import add_to_balances
 from rewards.services.context import ProgramContext, program_context
 from rewards.services.users import user_facts, validation_details
 
@@ -154,18 +156,6 @@ def _retryable(exc: DBAPIError) -> bool:
     return getattr(exc.orig, "sqlstate", None) in RETRYABLE_SQLSTATES
 
 
-async def lock_people(connection: AsyncConnection, program_id: str, people: set[str]) -> None:
-    """Lock these people's balance rows in id order (PostgreSQL; SQLite has a single writer)."""
-    if dialect_name(connection) == "sqlite" or not people:
-        return
-    await connection.execute(
-        select(UserBalance.user_id)
-        .where(UserBalance.program_id == program_id, UserBalance.user_id.in_(sorted(people)))
-        .order_by(UserBalance.user_id)
-        .with_for_update()
-    )
-
-
 async def load_people(
     connection: AsyncConnection, program_id: str, people: set[str], *, lock: bool
 ) -> dict[str, Any]:
@@ -227,28 +217,6 @@ async def add_usage(
             index_elements=["program_id", "subject_id", "counter", "period_start"],
             set_={"used": UsageCounter.used + statement.excluded.used},
         )
-    )
-
-
-async def add_to_balances(
-    connection: AsyncConnection, program_id: str, deltas: dict[str, tuple[int, int]]
-) -> None:
-    """Add (balance, lifetime_earned) deltas to cached balance rows, in the ledger's transaction."""
-    changes = [
-        {"p": program_id, "u": user_id, "b": balance, "e": earned}
-        for user_id, (balance, earned) in sorted(deltas.items())
-        if balance or earned
-    ]
-    if not changes:
-        return
-    await connection.execute(
-        update(UserBalance)
-        .where(UserBalance.program_id == bindparam("p"), UserBalance.user_id == bindparam("u"))
-        .values(
-            balance=UserBalance.balance + bindparam("b"),
-            lifetime_earned=UserBalance.lifetime_earned + bindparam("e"),
-        ),
-        changes,
     )
 
 
@@ -474,6 +442,7 @@ async def _apply(
         if batch is not None and boards is not None:
             boards.append(batch)
     await add_to_balances(connection, program_id, deltas)
+    month = budget_month(now, context.tz)
     for fact, found in crossed:
         created = await reward_service.create_rewards(
             connection,
@@ -482,6 +451,8 @@ async def _apply(
             event_id=fact.id,
             crossings=found,
             rules_version=version,
+            budgets=context.rules.budgets if context.rules else None,
+            month=month,
             now=now,
         )
         if rewards is not None:

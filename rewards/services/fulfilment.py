@@ -1,4 +1,4 @@
-"""Fulfilment: send a reward to GIFQ as a payout order, then track its recipient.
+"""Fulfilment: send a reward to GIFQ as a payout order, exactly once.
 
 Every function here may run twice, concurrently or after a crash, and stays correct:
 
@@ -10,8 +10,10 @@ Every function here may run twice, concurrently or after a crash, and stays corr
   ``retry_create=False`` so a dropped response is never blindly resent.
 * Accepting an order is guarded by the locked reward row and the unique
   ``gifq_order_id``; the points debit has the ledger dedupe key ``reward:<id>:debit``.
-* Recipient statuses only move forward (``moves_forward``), so a stale, reordered or
-  duplicated webhook, or a reconciliation racing a webhook, never goes back.
+* A reward GIFQ refuses is parked (``on_hold`` for a balance too low: the sweeper tries
+  again; ``needs_review`` for any other refusal) and the admins are alerted once.
+
+What happens after the order exists is ``rewards.services.tracking``.
 """
 
 from __future__ import annotations
@@ -23,14 +25,11 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-import orjson
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from rewards.db.dialect import insert_for
 from rewards.db.models import LedgerEntry, Program, User
-from rewards.db.reward_models import GifqWebhookEvent, Reward
-from rewards.errors import InvalidInput, Unauthenticated
+from rewards.db.reward_models import Reward
 from rewards.gifq import (
     GifqClient,
     GifqError,
@@ -40,39 +39,16 @@ from rewards.gifq import (
     PayoutOrder,
     PayoutOrderRequest,
     PayoutRecipientRequest,
-    verify_signature,
 )
-from rewards.gifq.webhooks import SIGNATURE_HEADER
 from rewards.runtime import Runtime
-from rewards.services.events import add_to_balances, lock_people
-from rewards.services.rewards import TO_SEND, TRACKED, add_to_held
+from rewards.services.alerts import raise_alert
+from rewards.services.balances import add_to_balances, add_to_held, lock_people
+from rewards.services.rewards import TERMINAL, TO_SEND, reward_view
 
 log = logging.getLogger("rewards.fulfilment")
 
-# GIFQ's recipient lifecycle, in order; the last two are terminal.
-RECIPIENT_ORDER = ("pending", "sent", "viewed", "partially_redeemed", "redeemed", "expired")
-TERMINAL = frozenset({"redeemed", "expired"})
 # Without a callback marker, an order created this long before the first attempt is not ours.
 LOOKUP_SLACK = timedelta(minutes=5)
-
-
-def moves_forward(
-    current: str | None,
-    new: str,
-    *,
-    current_sequence: int | None = None,
-    sequence: int | None = None,
-) -> bool:
-    """Whether recipient status ``new`` may replace ``current``: never out of a terminal
-    status, never backwards; the same status again only with a newer ``sequence``."""
-    if new not in RECIPIENT_ORDER or current in TERMINAL:
-        return False
-    if current is None or current not in RECIPIENT_ORDER:
-        return True
-    rank, now_rank = RECIPIENT_ORDER.index(new), RECIPIENT_ORDER.index(current)
-    if rank != now_rank:
-        return rank > now_rank
-    return sequence is not None and (current_sequence is None or sequence > current_sequence)
 
 
 @dataclass(frozen=True)
@@ -135,20 +111,29 @@ async def fulfil(rt: Runtime, reward_id: int) -> str:
         reward = await session.get(Reward, reward_id, with_for_update=True)
         if reward is None or reward.status not in TO_SEND:
             return reward.status if reward is not None else "missing"
-        program = await session.get(Program, reward.program_id)
-        gifq = GifqSettings.of(program.settings if program else None)
+        was, program_id = reward.status, reward.program_id
+        program = await session.get(Program, program_id)
+        settings = (program.settings if program else None) or {}
+        gifq = GifqSettings.of(settings)
         user = await session.get(User, (reward.program_id, reward.user_id))
         if gifq is None:
-            return _park(reward, "on_hold", "GIFQ is not configured for this program", now)
-        if user is None or not user.email:
-            return _park(reward, "needs_review", "the user has no email address", now)
-        may_exist = reward.status != "pending"
-        reward.status, reward.status_reason = "sending", None
-        reward.attempts += 1
-        reward.sending_since = reward.sending_since or now
-        reward.updated_at = now
-        request = order_request(reward, user, gifq)
-        since = reward.sending_since or now
+            parked = _park(reward, "on_hold", "GIFQ is not configured for this program", now)
+        elif user is None or not user.email:
+            parked = _park(reward, "needs_review", "the user has no email address", now)
+        else:
+            parked = None
+            # Any earlier attempt may have created the order (a dropped response).
+            may_exist = reward.status != "pending" or reward.attempts > 0
+            reward.status, reward.status_reason = "sending", None
+            reward.attempts += 1
+            reward.sending_since = reward.sending_since or now
+            reward.updated_at = now
+            request = order_request(reward, user, gifq)
+            since = reward.sending_since or now
+        view = reward_view(reward)
+    if parked is not None or gifq is None:
+        await _alert(was, view, settings, program_id=program_id, now=now)
+        return parked or view["status"]
     async with gifq.client() as client:
         try:
             order = None
@@ -168,14 +153,15 @@ async def fulfil(rt: Runtime, reward_id: int) -> str:
                     request, idempotency_key=f"reward-{reward_id}", retry_create=False
                 )
         except GifqInsufficientBalance as exc:
-            return await _set(rt, reward_id, "on_hold", f"GIFQ: {exc}")
+            return await _set(rt, reward_id, "on_hold", f"GIFQ: {exc}", was=was)
         except GifqTransientError as exc:
             log.warning("reward %s: GIFQ unavailable, left for a retry: %s", reward_id, exc)
             return "sending"
         except GifqRejectedError as exc:
-            return await _set(rt, reward_id, "needs_review", f"GIFQ rejected the order: {exc}")
+            reason = f"GIFQ rejected the order: {exc}"
+            return await _set(rt, reward_id, "needs_review", reason, was=was)
         except GifqError as exc:  # a configuration problem (e.g. a bad base URL)
-            return await _set(rt, reward_id, "on_hold", f"GIFQ: {exc}")
+            return await _set(rt, reward_id, "on_hold", f"GIFQ: {exc}", was=was)
     return await accept(rt, reward_id, order)
 
 
@@ -184,12 +170,33 @@ def _park(reward: Reward, status: str, reason: str, now: datetime) -> str:
     return status
 
 
-async def _set(rt: Runtime, reward_id: int, status: str, reason: str) -> str:
+async def _set(rt: Runtime, reward_id: int, status: str, reason: str, *, was: str) -> str:
+    """Park a reward the send failed for (``on_hold``, ``needs_review``); alert the admins
+    when it has just entered that status (not on every retry of an ``on_hold`` one)."""
+    now = rt.clock()
     async with rt.sessions() as session, session.begin():
         reward = await session.get(Reward, reward_id, with_for_update=True)
         if reward is None or reward.gifq_order_id is not None or reward.status not in TO_SEND:
             return reward.status if reward is not None else "missing"
-        return _park(reward, status, reason, rt.clock())
+        _park(reward, status, reason, now)
+        view, program_id = reward_view(reward), reward.program_id
+        program = await session.get(Program, program_id)
+        settings = (program.settings if program else None) or {}
+    await _alert(was, view, settings, program_id=program_id, now=now)
+    return status
+
+
+async def _alert(
+    was: str, view: dict[str, Any], settings: dict[str, Any], *, program_id: str, now: datetime
+) -> None:
+    if view["status"] != was and view["status"] in ("on_hold", "needs_review"):
+        await raise_alert(
+            kind=f"reward.{view['status']}",
+            program_id=program_id,
+            reward=view,
+            settings=settings,
+            now=now,
+        )
 
 
 async def accept(rt: Runtime, reward_id: int, order: PayoutOrder) -> str:
@@ -217,7 +224,8 @@ async def accept(rt: Runtime, reward_id: int, order: PayoutOrder) -> str:
         reward.recipient_status = str(recipient.status) if recipient else None
         reward.fx_fee_amount = str(order.fx_fee_amount)
         reward.status, reward.status_reason, reward.updated_at = "submitted", None, now
-        _finish(reward)
+        if reward.recipient_status in TERMINAL:
+            reward.status = reward.recipient_status
         await session.execute(
             insert_for(session)(LedgerEntry).on_conflict_do_nothing(
                 index_elements=["program_id", "dedupe_key"]
@@ -244,101 +252,6 @@ async def accept(rt: Runtime, reward_id: int, order: PayoutOrder) -> str:
         return reward.status
 
 
-def _finish(reward: Reward) -> None:
-    """A submitted reward whose recipient reached a terminal status takes that status."""
-    if reward.status == "submitted" and reward.recipient_status in TERMINAL:
-        reward.status = reward.recipient_status
-
-
-def _advance(reward: Reward, status: str, *, sequence: int | None, now: datetime) -> bool:
-    if not moves_forward(
-        reward.recipient_status,
-        status,
-        current_sequence=reward.recipient_sequence,
-        sequence=sequence,
-    ):
-        return False
-    reward.recipient_status = status
-    if sequence is not None:
-        reward.recipient_sequence = max(sequence, reward.recipient_sequence or 0)
-    reward.updated_at = now
-    _finish(reward)
-    return True
-
-
-async def receive_webhook(
-    rt: Runtime, program_id: str, body: bytes, headers: dict[str, str]
-) -> dict[str, Any]:
-    """A GIFQ webhook: verify, deduplicate on the event's ``id``, apply forward only."""
-    now = rt.clock()
-    async with rt.sessions() as session, session.begin():
-        program = await session.get(Program, program_id)
-        secret = (program.settings or {}).get("gifq_webhook_secret") if program else None
-        if not secret or not verify_signature(
-            secret=secret,
-            body=body,
-            header=headers.get(SIGNATURE_HEADER.lower()),
-            now=now.timestamp(),
-        ):
-            raise Unauthenticated("the webhook signature does not verify", code="bad_signature")
-        payload = _webhook_payload(body)
-        inserted = await session.scalar(
-            insert_for(session)(GifqWebhookEvent)
-            .values(
-                program_id=program_id,
-                event_id=payload["id"],
-                delivery_id=headers.get("x-gifq-delivery", "")[:64] or None,
-                event=str(payload.get("event", ""))[:60],
-                received_at=now,
-            )
-            .on_conflict_do_nothing(index_elements=["program_id", "event_id"])
-            .returning(GifqWebhookEvent.event_id)
-        )
-        if inserted is None:
-            return {"status": "duplicate"}
-        return {"status": await _apply_webhook(session, program_id, payload, now=now)}
-
-
-def _webhook_payload(body: bytes) -> dict[str, Any]:
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput("the webhook body is not JSON", code="invalid_webhook") from exc
-    if not isinstance(payload, dict) or not isinstance(payload.get("id"), str):
-        raise InvalidInput("the webhook has no event id", code="invalid_webhook")
-    if len(payload["id"]) > 64:
-        raise InvalidInput("the webhook's event id is too long", code="invalid_webhook")
-    return payload
-
-
-async def _apply_webhook(
-    session: AsyncSession, program_id: str, payload: dict[str, Any], *, now: datetime
-) -> str:
-    reward = await session.scalar(
-        select(Reward)
-        .where(
-            Reward.program_id == program_id,
-            Reward.gifq_order_id == str(payload.get("payout_order_uuid")),
-        )
-        .with_for_update()
-    )
-    if reward is None:
-        return "ignored"
-    status = payload.get("status")
-    if payload.get("subject") == "order":
-        if status == "failed" and reward.status == "submitted":
-            _park(reward, "needs_review", "GIFQ failed the order", now)
-            return "applied"
-        return "ignored"
-    if reward.recipient_id is not None and payload.get("recipient_id") != reward.recipient_id:
-        return "ignored"
-    sequence = payload.get("sequence")
-    moved = isinstance(status, str) and _advance(
-        reward, status, sequence=sequence if isinstance(sequence, int) else None, now=now
-    )
-    return "applied" if moved else "stale"
-
-
 async def unsent(rt: Runtime) -> list[int]:
     """Rewards still to push to GIFQ (for the sweeper)."""
     async with rt.sessions() as session:
@@ -347,48 +260,3 @@ async def unsent(rt: Runtime) -> list[int]:
                 select(Reward.id).where(Reward.status.in_(TO_SEND)).order_by(Reward.id)
             )
         )
-
-
-async def reconcile(rt: Runtime) -> int:
-    """Poll ``GET /api/payout-orders/:id`` for every tracked reward: the source of truth
-    when a webhook was lost. Returns how many rewards changed."""
-    async with rt.sessions() as session:
-        rows = list(
-            await session.execute(
-                select(Reward.id, Reward.gifq_order_id, Program.settings)
-                .join(Program, Program.id == Reward.program_id)
-                .where(Reward.status.in_(TRACKED), Reward.gifq_order_id.is_not(None))
-                .order_by(Reward.id)
-            )
-        )
-    changed = 0
-    for reward_id, order_id, settings in rows:
-        gifq = GifqSettings.of(settings)
-        if gifq is None:
-            continue
-        try:
-            async with gifq.client() as client:
-                order = await client.get_payout_order(order_id)
-        except GifqError as exc:
-            log.warning("reward %s: could not read GIFQ order %s: %s", reward_id, order_id, exc)
-            continue
-        changed += await _apply_order(rt, reward_id, order)
-    return changed
-
-
-async def _apply_order(rt: Runtime, reward_id: int, order: PayoutOrder) -> int:
-    now = rt.clock()
-    async with rt.sessions() as session, session.begin():
-        reward = await session.get(Reward, reward_id, with_for_update=True)
-        if reward is None or reward.status not in TRACKED:
-            return 0
-        if str(order.status) == "failed":
-            _park(reward, "needs_review", order.failure_reason or "GIFQ failed the order", now)
-            return 1
-        recipient = next((r for r in order.recipients if r.id == reward.recipient_id), None) or (
-            order.recipients[0] if order.recipients else None
-        )
-        if recipient is None:
-            return 0
-        reward.fx_fee_amount = str(order.fx_fee_amount)
-        return int(_advance(reward, str(recipient.status), sequence=None, now=now))

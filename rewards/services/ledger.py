@@ -17,8 +17,9 @@ from rewards.errors import InvalidInput, NotFound
 from rewards.leaderboards import outbox as leaderboard_outbox
 from rewards.leaderboards.postings import Reversal, expiry_reversals, post_reversals
 from rewards.runtime import Runtime
+from rewards.services.balances import add_to_balances, lock_people
 from rewards.services.context import program_context
-from rewards.services.events import add_to_balances, add_usage, lock_people
+from rewards.services.events import add_usage
 from rewards.services.users import get_user
 
 DEFAULT_LIMIT = 50

@@ -91,10 +91,19 @@ class ProgramSettingsIn(BaseModel):
     gifq_callback_url: str | None = Field(default=None, pattern=r"^https?://", max_length=500)
     slack_signing_secret: str | None = Field(default=None, min_length=8, max_length=500)
     employee_token_secret: str | None = Field(default=None, min_length=32, max_length=2000)
+    # Where admin alerts go (a reward on hold or needing review), and the secret signing them.
+    alert_webhook_url: str | None = Field(default=None, pattern=r"^https?://", max_length=500)
+    alert_webhook_secret: str | None = Field(default=None, min_length=8, max_length=500)
 
 
 SECRET_SETTINGS = frozenset(
-    {"gifq_api_token", "gifq_webhook_secret", "slack_signing_secret", "employee_token_secret"}
+    {
+        "gifq_api_token",
+        "gifq_webhook_secret",
+        "slack_signing_secret",
+        "employee_token_secret",
+        "alert_webhook_secret",
+    }
 )
 
 

@@ -2,17 +2,23 @@
 
 A reward's ``status``::
 
-    unlocked ──(POST /v1/users/{id}/redemptions)──┐         (mode redeem_now)
-    pending ◄─────────────────────────────────────┘         (mode auto: created pending)
+    unlocked ──(POST /v1/users/{id}/redemptions)──┐        (mode redeem_now)
+    (crossing, mode auto) ────────────────────────┴─► budget gate (``spending``)
+        gate ──► pending                     (admitted: counted in the month's budget)
+        gate ──► awaiting_approval ──(approve)──► pending
+                                   └─(reject)───► rejected        (points released)
     pending ──► sending ──► submitted ──► redeemed | expired
-                  │ ▲
-                  │ └── on_hold  (GIFQ: insufficient balance; the sweeper tries again)
-                  └──► needs_review  (GIFQ rejected the order, or the user has no email)
+                  │ ▲           └──► failed   (GIFQ failed the order)
+                  │ └── on_hold       (GIFQ: insufficient balance; retried every minute)
+                  └──► needs_review   (GIFQ rejected the order, or the user has no email)
+    on_hold | needs_review ──(approve: try again)──► pending
+                           └─(reject)──► rejected
 
 Points: creating a reward holds its cost (``user_balances.held``, not a ledger movement;
 ``available = balance - held``); GIFQ accepting the order turns the hold into a
-``redeem`` ledger entry (``reward:<id>:debit``). ``expired`` gives nothing back: the
-points were spent on the order. ``needs_review`` and ``on_hold`` keep the hold.
+``redeem`` ledger entry (``reward:<id>:debit``). A rejected reward gives the hold back;
+a ``failed`` one, or an ``expired`` one with nothing redeemed, gets a ``refund`` entry
+when its threshold's ``release_points_on`` names that outcome (``released_at``).
 ``recipient_status`` mirrors GIFQ's recipient (pending → sent → viewed →
 partially_redeemed | redeemed → expired) and only ever moves forward.
 """
@@ -22,24 +28,30 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-from sqlalchemy import bindparam, select, update
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from engine.budgets import budget_month
 from engine.thresholds import Crossing
 from rewards.db.dialect import insert_for
-from rewards.db.models import UserBalance
-from rewards.db.reward_models import Reward
+from rewards.db.reward_models import GifqPayout, Reward
 from rewards.errors import Conflict, InvalidInput, NotFound
 from rewards.runtime import Runtime
+from rewards.services.balances import add_to_held, lock_people
+from rewards.services.context import program_context
+from rewards.services.spending import Spend, admit, monthly_spend, release
 from rewards.services.users import get_user
+from rules.model import Budgets
 
 log = logging.getLogger("rewards.rewards")
 
 STATUSES = (
     "unlocked",
+    "awaiting_approval",
     "pending",
     "sending",
     "submitted",
@@ -47,11 +59,20 @@ STATUSES = (
     "needs_review",
     "redeemed",
     "expired",
+    "failed",
+    "rejected",
 )
 # What the fulfilment job still has to push to GIFQ (the sweeper re-enqueues these).
 TO_SEND = ("pending", "sending", "on_hold")
 # An order exists; its recipient is not final yet (the reconciliation cron polls these).
 TRACKED = ("submitted",)
+# Finished with an order: read back from GIFQ once more (``reconciled_at``).
+FINISHED = ("redeemed", "expired", "failed")
+# GIFQ's recipient lifecycle, in order; the last two are terminal.
+RECIPIENT_ORDER = ("pending", "sent", "viewed", "partially_redeemed", "redeemed", "expired")
+TERMINAL = frozenset({"redeemed", "expired"})
+# An admin may reject these (no GIFQ order exists), and approve all but ``unlocked``.
+DECIDABLE = ("unlocked", "awaiting_approval", "pending", "on_hold", "needs_review")
 
 
 async def create_rewards(
@@ -62,11 +83,14 @@ async def create_rewards(
     event_id: str,
     crossings: Sequence[Crossing],
     rules_version: int | None,
+    budgets: Budgets | None,
+    month: str,
     now: datetime,
 ) -> list[int]:
     """Insert the rewards for ``crossings`` and hold their points, in the ledger's transaction
     (the user's balance row is locked). A level this user already has a reward for is
-    skipped. Returns the ids of the new rewards that fulfilment must send (mode auto)."""
+    skipped. Auto rewards are admitted against the budgets (``month``'s spend) or wait for
+    an approval. Returns the ids of the new rewards that fulfilment must send."""
     if not crossings:
         return []
     statement = (
@@ -88,6 +112,7 @@ async def create_rewards(
                     "campaign_id": crossing.campaign_id,
                     "expires_in_days": crossing.expires_in_days,
                     "ledger_account_id": crossing.ledger_account_id,
+                    "release_on": ",".join(crossing.release_on),
                     "status": "pending" if crossing.mode == "auto" else "unlocked",
                     "attempts": 0,
                     "created_at": now,
@@ -97,25 +122,66 @@ async def create_rewards(
             ]
         )
         .on_conflict_do_nothing(index_elements=["program_id", "user_id", "threshold_id", "level"])
-        .returning(Reward.id, Reward.points_cost, Reward.status)
+        .returning(Reward.id, Reward.points_cost, Reward.status, Reward.amount, Reward.currency)
     )
     created = list(await connection.execute(statement))
-    held = sum(cost for _, cost, _ in created)
+    held = sum(row.points_cost for row in created)
     if held:
         await add_to_held(connection, program_id, {user_id: held})
-    return [reward_id for reward_id, _, status in created if status == "pending"]
+    spends = [
+        Spend(row.id, Decimal(row.amount), row.currency)
+        for row in created
+        if row.status == "pending"
+    ]
+    return await gate(
+        connection, program_id=program_id, spends=spends, budgets=budgets, month=month, now=now
+    )
 
 
-async def add_to_held(connection: AsyncConnection, program_id: str, deltas: dict[str, int]) -> None:
-    """Add to the points held for rewards, in the caller's transaction."""
-    changes = [{"p": program_id, "u": u, "h": h} for u, h in sorted(deltas.items()) if h]
-    if changes:
+async def gate(
+    connection: AsyncConnection,
+    *,
+    program_id: str,
+    spends: Sequence[Spend],
+    budgets: Budgets | None,
+    month: str,
+    now: datetime,
+    approved_by: str | None = None,
+) -> list[int]:
+    """Admit ``pending`` rewards against the budgets: an admitted one is counted in
+    ``month`` and stays pending; the others become ``awaiting_approval`` with the reason.
+    Returns the admitted ids (to send after commit)."""
+    if not spends:
+        return []
+    reasons = await admit(
+        connection,
+        program_id=program_id,
+        spends=spends,
+        budgets=budgets,
+        month=month,
+        approved=approved_by is not None,
+    )
+    admitted = [reward_id for reward_id, reason in reasons.items() if reason is None]
+    if admitted:
         await connection.execute(
-            update(UserBalance)
-            .where(UserBalance.program_id == bindparam("p"), UserBalance.user_id == bindparam("u"))
-            .values(held=UserBalance.held + bindparam("h")),
-            changes,
+            update(Reward)
+            .where(Reward.id.in_(admitted))
+            .values(
+                status="pending",
+                status_reason=None,
+                budget_month=month,
+                updated_at=now,
+                **({"decided_by": approved_by, "decided_at": now} if approved_by else {}),
+            )
         )
+    for reward_id, reason in reasons.items():
+        if reason is not None:
+            await connection.execute(
+                update(Reward)
+                .where(Reward.id == reward_id)
+                .values(status="awaiting_approval", status_reason=reason, updated_at=now)
+            )
+    return admitted
 
 
 def reward_view(reward: Reward) -> dict[str, Any]:
@@ -135,10 +201,41 @@ def reward_view(reward: Reward) -> dict[str, Any]:
         "campaign_id": reward.campaign_id,
         "gifq_order_id": reward.gifq_order_id,
         "recipient_status": reward.recipient_status,
+        "recipient_payout_type": reward.recipient_payout_type,
+        "redeemed_amount": reward.redeemed_amount,
         "fx_fee_amount": reward.fx_fee_amount,
+        "points_released": reward.released_at is not None,
+        "released_at": reward.released_at,
+        "budget_month": reward.budget_month,
+        "decided_by": reward.decided_by,
+        "decided_at": reward.decided_at,
         "created_at": reward.created_at,
         "updated_at": reward.updated_at,
     }
+
+
+async def reward_views(session: AsyncSession, rewards: Sequence[Reward]) -> list[dict[str, Any]]:
+    """Views of ``rewards`` with the gift cards each recipient redeemed (``payouts``)."""
+    cards: dict[int, list[dict[str, Any]]] = {reward.id: [] for reward in rewards}
+    if cards:
+        rows = await session.scalars(
+            select(GifqPayout)
+            .where(GifqPayout.reward_id.in_(list(cards)))
+            .order_by(GifqPayout.created_at, GifqPayout.payout_id)
+        )
+        for row in rows:
+            cards[row.reward_id].append(
+                {
+                    "id": row.payout_id,
+                    "brand": row.brand,
+                    "amount": row.amount,
+                    "currency": row.currency,
+                    "status": row.status,
+                    "payout_type": row.payout_type,
+                    "created_at": row.created_at,
+                }
+            )
+    return [{**reward_view(reward), "payouts": cards[reward.id]} for reward in rewards]
 
 
 async def user_rewards(session: AsyncSession, program_id: str, user_id: str) -> list[Reward]:
@@ -167,6 +264,37 @@ async def rewards_by_status(
     return list(await session.scalars(query.order_by(Reward.id.desc()).limit(limit)))
 
 
+async def budget_view(rt: Runtime, *, program_id: str, month: str | None) -> dict[str, Any]:
+    """A month's budgets (this month by default): limits, committed, what is left."""
+    async with rt.sessions() as session:
+        connection = await session.connection()
+        context = await program_context(rt, connection, program_id)
+        month = month or budget_month(rt.clock(), context.tz)
+        spent = await monthly_spend(connection, program_id, month)
+    budgets = context.rules.budgets if context.rules else None
+    monthly = budgets.monthly if budgets else {}
+    approval_over = budgets.approval_over if budgets else {}
+    return {
+        "month": month,
+        "currencies": [
+            {
+                "currency": currency,
+                "monthly": str(monthly[currency]) if currency in monthly else None,
+                "approval_over": (
+                    str(approval_over[currency]) if currency in approval_over else None
+                ),
+                "committed": str(spent.get(currency, Decimal(0))),
+                "remaining": (
+                    str(monthly[currency] - spent.get(currency, Decimal(0)))
+                    if currency in monthly
+                    else None
+                ),
+            }
+            for currency in sorted({*monthly, *approval_over, *spent})
+        ],
+    }
+
+
 class RedemptionIn(BaseModel):
     """Which unlocked reward to redeem; without ``reward_id``, every unlocked one."""
 
@@ -178,7 +306,8 @@ class RedemptionIn(BaseModel):
 async def redeem(
     rt: Runtime, *, program_id: str, user_id: str, data: RedemptionIn
 ) -> list[dict[str, Any]]:
-    """Move the user's ``unlocked`` (redeem_now) rewards to ``pending`` and enqueue them."""
+    """Send the user's ``unlocked`` (redeem_now) rewards through the budget gate: each
+    becomes ``pending`` (and is queued) or ``awaiting_approval``."""
     now = rt.clock()
     async with rt.sessions() as session, session.begin():
         await get_user(session, program_id, user_id)
@@ -196,11 +325,103 @@ async def redeem(
                     f"reward {data.reward_id} is {rows[0].status}, not unlocked",
                     code="reward_not_unlocked",
                 )
-        for row in rows:
-            row.status, row.updated_at = "pending", now
-        views = [reward_view(row) for row in rows]
-    await enqueue_fulfilment(rt, [view["id"] for view in views])
+        connection = await session.connection()
+        context = await program_context(rt, connection, program_id)
+        admitted = await gate(
+            connection,
+            program_id=program_id,
+            spends=[Spend(row.id, Decimal(row.amount), row.currency) for row in rows],
+            budgets=context.rules.budgets if context.rules else None,
+            month=budget_month(now, context.tz),
+            now=now,
+        )
+        views = [reward_view(await _reread(session, row.id)) for row in rows]
+    await enqueue_fulfilment(rt, admitted)
     return views
+
+
+async def _reread(session: AsyncSession, reward_id: int) -> Reward:
+    """The reward row as the transaction sees it now (after Core updates)."""
+    reward = await session.get(Reward, reward_id, populate_existing=True)
+    assert reward is not None
+    return reward
+
+
+class DecisionIn(BaseModel):
+    """An admin's reason for approving or rejecting a reward (kept in ``status_reason``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(default=None, max_length=500)
+
+
+async def approve(rt: Runtime, *, program_id: str, reward_id: int, key_id: str) -> dict[str, Any]:
+    """An admin sends a reward: one ``awaiting_approval`` is counted in this month's
+    budget even past it; one ``on_hold`` or ``needs_review`` is tried again now."""
+    now = rt.clock()
+    async with rt.sessions() as session, session.begin():
+        reward = await _decidable(session, program_id, reward_id, action="approve")
+        if reward.status == "unlocked":
+            raise Conflict(
+                f"reward {reward_id} is unlocked: the employee redeems it",
+                code="reward_not_approvable",
+            )
+        if reward.status == "pending":
+            return reward_view(reward)  # approved already, or never needed it
+        connection = await session.connection()
+        if reward.budget_month is None:
+            context = await program_context(rt, connection, program_id)
+            await gate(
+                connection,
+                program_id=program_id,
+                spends=[Spend(reward.id, Decimal(reward.amount), reward.currency)],
+                budgets=None,
+                month=budget_month(now, context.tz),
+                now=now,
+                approved_by=key_id,
+            )
+            reward = await _reread(session, reward_id)
+        else:
+            reward.status, reward.status_reason = "pending", None
+            reward.decided_by, reward.decided_at, reward.updated_at = key_id, now, now
+        view = reward_view(reward)
+    await enqueue_fulfilment(rt, [reward_id])
+    return view
+
+
+async def reject(
+    rt: Runtime, *, program_id: str, reward_id: int, key_id: str, data: DecisionIn
+) -> dict[str, Any]:
+    """An admin refuses a reward no GIFQ order exists for: its held points and its budget
+    come back, and it is never sent."""
+    now = rt.clock()
+    async with rt.sessions() as session, session.begin():
+        found = await session.get(Reward, reward_id)
+        if found is None or found.program_id != program_id:
+            raise NotFound(f"no reward {reward_id}")
+        connection = await session.connection()
+        await lock_people(connection, program_id, {found.user_id})  # lock order: balance first
+        reward = await _decidable(session, program_id, reward_id, action="reject")
+        await release(connection, reward, now=now, debited=False)
+        reward.status = "rejected"
+        reward.status_reason = data.reason or "rejected by an admin"
+        reward.decided_by, reward.decided_at, reward.updated_at = key_id, now, now
+        return reward_view(reward)
+
+
+async def _decidable(
+    session: AsyncSession, program_id: str, reward_id: int, *, action: str
+) -> Reward:
+    reward = await session.get(Reward, reward_id, with_for_update=True, populate_existing=True)
+    if reward is None or reward.program_id != program_id:
+        raise NotFound(f"no reward {reward_id}")
+    if reward.status not in DECIDABLE or reward.gifq_order_id is not None:
+        raise Conflict(
+            f"reward {reward_id} is {reward.status}: only a reward not yet sent to GIFQ "
+            f"({', '.join(DECIDABLE)}) can be {action}d",
+            code="reward_not_approvable" if action == "approve" else "reward_not_rejectable",
+        )
+    return reward
 
 
 def job_id(reward_id: int) -> str:

@@ -14,8 +14,9 @@ import pytest
 from api.app import create_app
 from rewards.gifq.webhooks import HmacSha256TimestampScheme
 from rewards.runtime import Runtime
-from rewards.services.fulfilment import fulfil, moves_forward, reconcile
+from rewards.services.fulfilment import fulfil
 from rewards.services.ledger import verify_balances
+from rewards.services.tracking import moves_forward, process_pending_webhooks, reconcile
 from sandbox import running_sandbox
 from sandbox.server import SandboxHandle, serving
 from tests.conftest import ProgramClient, event
@@ -211,12 +212,28 @@ async def test_forged_stale_and_duplicated_webhooks_change_nothing(
 
         first = await client.post(url, content=viewed, headers=signed(secret, viewed))
         again = await client.post(url, content=viewed, headers=signed(secret, viewed))
-        assert (first.json(), again.json()) == ({"status": "applied"}, {"status": "duplicate"})
+        assert (first.json(), again.json()) == ({"status": "accepted"}, {"status": "duplicate"})
         older = body("evt-0", "sent", 1)
         late = await client.post(url, content=older, headers=signed(secret, older))
-        assert late.json() == {"status": "stale"}
+        assert late.json() == {"status": "accepted"}
+        await process_pending_webhooks(runtime)  # whatever the responses' tasks left
+        [after] = await rewards_of(world.program)
+        assert (after["status"], after["recipient_status"]) == ("submitted", "viewed")
+
+        # A replayed request (same delivery id, even with another event id) is a duplicate.
+        replay = body("evt-3", "redeemed", 3)
+        replay_headers = {**signed(secret, replay), "X-Gifq-Delivery": "d-1"}
+        assert (await client.post(url, content=replay, headers=replay_headers)).json() == {
+            "status": "accepted"
+        }
+        other = body("evt-4", "expired", 4)
+        other_headers = {**signed(secret, other), "X-Gifq-Delivery": "d-1"}
+        assert (await client.post(url, content=other, headers=other_headers)).json() == {
+            "status": "duplicate"
+        }
+    await process_pending_webhooks(runtime)
     [after] = await rewards_of(world.program)
-    assert (after["status"], after["recipient_status"]) == ("submitted", "viewed")
+    assert (after["status"], after["recipient_status"]) == ("redeemed", "redeemed")
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,69 @@
+"""Admin alerts: a reward that needs a person (GIFQ balance too low, an order refused).
+
+Each alert is logged (``rewards.alerts``, WARNING), counted in the Prometheus counter
+``rewards_alerts_total{kind}``, and, when the program sets ``alert_webhook_url``, posted
+there as JSON. With ``alert_webhook_secret`` set the post is signed the way GIFQ signs
+its own (``X-Rewards-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret,
+"<t>.<body>")>``). Posting is best-effort: one try, a short timeout, failures logged;
+the reward list (``GET /v1/rewards?status=``) stays the record.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any, Final
+
+import httpx
+import orjson
+from prometheus_client import Counter
+
+from rewards.gifq.webhooks import HmacSha256TimestampScheme
+
+log = logging.getLogger("rewards.alerts")
+
+ALERTS = Counter("rewards_alerts_total", "Admin alerts raised, by kind", ["kind"])
+SIGNATURE_HEADER: Final = "X-Rewards-Signature"
+TIMEOUT_SECONDS: Final = 5.0
+
+
+async def raise_alert(
+    *,
+    kind: str,
+    program_id: str,
+    reward: dict[str, Any],
+    settings: dict[str, Any],
+    now: datetime,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> None:
+    """Tell the program's admins about ``reward`` (``kind``: ``reward.on_hold`` or
+    ``reward.needs_review``). Never raises."""
+    log.warning(
+        "%s: program %s reward %s (%s %s for %s): %s",
+        kind,
+        program_id,
+        reward["id"],
+        reward["amount"],
+        reward["currency"],
+        reward["user_id"],
+        reward.get("status_reason"),
+    )
+    ALERTS.labels(kind).inc()
+    url = settings.get("alert_webhook_url")
+    if not url:
+        return
+    body = orjson.dumps(
+        {"type": kind, "program_id": program_id, "reward": reward, "raised_at": now}
+    )
+    headers = {"Content-Type": "application/json"}
+    if secret := settings.get("alert_webhook_secret"):
+        headers[SIGNATURE_HEADER] = HmacSha256TimestampScheme().sign(
+            secret=secret, body=body, timestamp=int(now.timestamp())
+        )
+    try:
+        async with httpx.AsyncClient(timeout=TIMEOUT_SECONDS, transport=transport) as client:
+            response = await client.post(url, content=body, headers=headers)
+        if response.status_code >= 300:
+            log.warning("alert webhook %s answered %s", url, response.status_code)
+    except httpx.HTTPError as exc:
+        log.warning("alert webhook %s failed: %r", url, exc)

@@ -1,0 +1,158 @@
+"""The money side of rewards: the monthly budget counter, the approval gate, giving back.
+
+Every reward that goes to GIFQ is first *admitted*: its amount is added to the month's
+spend in its currency (``reward_budget_spend``, one row per program, currency and month,
+read and written under its row lock, so concurrent crossings never overshoot), unless
+``engine.budgets.approval_reason`` says it must wait for an admin. A reward whose points
+come back (rejected, its order failed, its link expired unredeemed) gives its amount
+back to the month it was counted in.
+
+Lock order, everywhere: the user's balance row, then the reward row, then the budget
+rows in currency order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from engine.budgets import approval_reason
+from rewards.db.dialect import insert_for
+from rewards.db.models import LedgerEntry
+from rewards.db.reward_models import BudgetSpend, Reward
+from rewards.services.balances import add_to_balances, add_to_held
+from rules.model import Budgets
+
+
+@dataclass(frozen=True)
+class Spend:
+    reward_id: int
+    amount: Decimal
+    currency: str
+
+
+async def _locked_spent(
+    connection: AsyncConnection, program_id: str, currency: str, month: str
+) -> Decimal:
+    await connection.execute(
+        insert_for(connection)(BudgetSpend)
+        .values(program_id=program_id, currency=currency, month=month, spent="0")
+        .on_conflict_do_nothing(index_elements=["program_id", "currency", "month"])
+    )
+    spent = await connection.scalar(
+        select(BudgetSpend.spent)
+        .where(
+            BudgetSpend.program_id == program_id,
+            BudgetSpend.currency == currency,
+            BudgetSpend.month == month,
+        )
+        .with_for_update()
+    )
+    return Decimal(spent or "0")
+
+
+async def _store_spent(
+    connection: AsyncConnection, program_id: str, currency: str, month: str, spent: Decimal
+) -> None:
+    await connection.execute(
+        update(BudgetSpend)
+        .where(
+            BudgetSpend.program_id == program_id,
+            BudgetSpend.currency == currency,
+            BudgetSpend.month == month,
+        )
+        .values(spent=str(spent))
+    )
+
+
+async def admit(
+    connection: AsyncConnection,
+    *,
+    program_id: str,
+    spends: Sequence[Spend],
+    budgets: Budgets | None,
+    month: str,
+    approved: bool = False,
+) -> dict[int, str | None]:
+    """Count each reward into ``month``'s spend, in order, or say why it must wait for an
+    approval (``approved``: an admin's decision, always counted). Returns, by reward id,
+    ``None`` (admitted) or the reason it waits."""
+    spent = {
+        currency: await _locked_spent(connection, program_id, currency, month)
+        for currency in sorted({spend.currency for spend in spends})
+    }
+    reasons: dict[int, str | None] = {}
+    for spend in spends:
+        reason = None
+        if not approved:
+            reason = approval_reason(
+                budgets, amount=spend.amount, currency=spend.currency, spent=spent[spend.currency]
+            )
+        if reason is None:
+            spent[spend.currency] += spend.amount
+        reasons[spend.reward_id] = reason
+    for currency, total in spent.items():
+        await _store_spent(connection, program_id, currency, month, total)
+    return reasons
+
+
+async def monthly_spend(
+    connection: AsyncConnection, program_id: str, month: str
+) -> dict[str, Decimal]:
+    """What ``month`` has committed so far, by currency."""
+    rows = await connection.execute(
+        select(BudgetSpend.currency, BudgetSpend.spent).where(
+            BudgetSpend.program_id == program_id, BudgetSpend.month == month
+        )
+    )
+    return {currency: Decimal(spent) for currency, spent in rows}
+
+
+async def release(
+    connection: AsyncConnection, reward: Reward, *, now: datetime, debited: bool
+) -> bool:
+    """Give ``reward``'s points back, once: the hold if they were never debited, else a
+    ``refund`` ledger entry; and its amount back to the budget month it counted in. The
+    caller holds the user's balance row lock and the reward's row lock. Returns whether
+    anything was given back now."""
+    if reward.released_at is not None:
+        return False
+    program_id, user_id, cost = reward.program_id, reward.user_id, reward.points_cost
+    if debited:
+        await connection.execute(
+            insert_for(connection)(LedgerEntry).on_conflict_do_nothing(
+                index_elements=["program_id", "dedupe_key"]
+            ),
+            [
+                {
+                    "program_id": program_id,
+                    "user_id": user_id,
+                    "kind": "refund",
+                    "points": cost,
+                    "dedupe_key": f"reward:{reward.id}:refund",
+                    "event_id": reward.event_id,
+                    "rule_id": reward.threshold_id,
+                    "rules_version": reward.rules_version,
+                    "lot_id": None,
+                    "expires_at": None,
+                    "details": {"reward_id": reward.id, "gifq_order_id": reward.gifq_order_id},
+                    "created_at": now,
+                }
+            ],
+        )
+        await add_to_balances(connection, program_id, {user_id: (cost, 0)})
+    else:
+        await add_to_held(connection, program_id, {user_id: -cost})
+    if reward.budget_month is not None:
+        month = reward.budget_month
+        spent = await _locked_spent(connection, program_id, reward.currency, month)
+        await _store_spent(
+            connection, program_id, reward.currency, month, spent - Decimal(reward.amount)
+        )
+    reward.released_at = now
+    return True
