@@ -25,6 +25,7 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
+from itertools import groupby
 from typing import Any
 
 import orjson
@@ -35,7 +36,14 @@ from rewards.db.dialect import insert_for
 from rewards.db.models import Program
 from rewards.db.reward_models import GifqPayout, GifqWebhookEvent, Reward
 from rewards.errors import InvalidInput, Unauthenticated
-from rewards.gifq import GifqError, Payout, PayoutOrder, verify_signature
+from rewards.gifq import (
+    GifqClient,
+    GifqError,
+    GifqTransientError,
+    Payout,
+    PayoutOrder,
+    verify_signature,
+)
 from rewards.gifq.webhooks import SIGNATURE_HEADER
 from rewards.runtime import Runtime
 from rewards.services.balances import lock_people
@@ -231,41 +239,60 @@ async def _apply_webhook(
 # ---- reconciliation -----------------------------------------------------------------------
 
 
-async def reconcile(rt: Runtime) -> int:
+async def reconcile(rt: Runtime, *, program_id: str | None = None) -> int:
     """Read back from GIFQ every submitted reward, and every finished one not yet read
-    back since it finished. Returns how many rewards changed status."""
+    back since it finished (of one program, or all). A program whose GIFQ is unreachable
+    is skipped for the rest of the run, so it cannot hold the others up. Returns how
+    many rewards changed status."""
+    query = (
+        select(Reward.id, Reward.program_id, Reward.gifq_order_id, Reward.payout_type)
+        .where(
+            Reward.gifq_order_id.is_not(None),
+            or_(
+                Reward.status.in_(TRACKED),
+                Reward.status.in_(FINISHED) & Reward.reconciled_at.is_(None),
+            ),
+        )
+        .order_by(Reward.program_id, Reward.id)
+    )
+    if program_id is not None:
+        query = query.where(Reward.program_id == program_id)
     async with rt.sessions() as session:
-        rows = list(
-            await session.execute(
-                select(Reward.id, Reward.gifq_order_id, Reward.payout_type, Program.settings)
-                .join(Program, Program.id == Reward.program_id)
-                .where(
-                    Reward.gifq_order_id.is_not(None),
-                    or_(
-                        Reward.status.in_(TRACKED),
-                        Reward.status.in_(FINISHED) & Reward.reconciled_at.is_(None),
-                    ),
-                )
-                .order_by(Reward.program_id, Reward.id)
+        rows = list(await session.execute(query))
+        found = await session.execute(
+            select(Program.id, Program.settings).where(
+                Program.id.in_({row.program_id for row in rows})
             )
         )
+        settings: dict[str, dict[str, Any] | None] = {row.id: row.settings for row in found}
     changed = 0
-    for reward_id, order_id, payout_type, settings in rows:
-        gifq = GifqSettings.of(settings)
+    for program, rewards in groupby(rows, key=lambda row: row.program_id):
+        gifq = GifqSettings.of(settings.get(program))
         if gifq is None:
             continue
-        try:
-            async with gifq.client() as client:
-                order = await client.get_payout_order(order_id)
-                recipient = order.recipients[0] if order.recipients else None
-                payouts: list[Payout] = []
-                if payout_type != "crypto" and recipient and recipient.status in MAY_HAVE_PAYOUTS:
-                    payouts = [p async for p in client.iter_payouts(payout_order_id=order_id)]
-        except GifqError as exc:
-            log.warning("reward %s: could not read GIFQ order %s: %s", reward_id, order_id, exc)
-            continue
-        changed += await _apply_order(rt, reward_id, order, payouts)
+        async with gifq.client() as client:
+            for reward_id, _, order_id, payout_type in rewards:
+                try:
+                    order, payouts = await _read_back(client, str(order_id), payout_type)
+                except GifqTransientError as exc:
+                    log.warning("program %s: GIFQ unreachable, reconciled later: %s", program, exc)
+                    break
+                except GifqError as exc:
+                    log.warning("reward %s: could not read order %s: %s", reward_id, order_id, exc)
+                    continue
+                changed += await _apply_order(rt, reward_id, order, payouts)
     return changed
+
+
+async def _read_back(
+    client: GifqClient, order_id: str, payout_type: str
+) -> tuple[PayoutOrder, list[Payout]]:
+    """The order, and its per-card payouts once a card may have been taken."""
+    order = await client.get_payout_order(order_id)
+    recipient = order.recipients[0] if order.recipients else None
+    if payout_type == "crypto" or recipient is None or recipient.status not in MAY_HAVE_PAYOUTS:
+        return order, []
+    return order, [payout async for payout in client.iter_payouts(payout_order_id=order_id)]
 
 
 async def _apply_order(

@@ -10,13 +10,19 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from api.app import create_app
 from rewards.gifq.webhooks import HmacSha256TimestampScheme
 from rewards.runtime import Runtime
 from rewards.services.fulfilment import fulfil
 from rewards.services.ledger import verify_balances
-from rewards.services.tracking import moves_forward, process_pending_webhooks, reconcile
+from rewards.services.tracking import (
+    moves_forward,
+    process_pending_webhooks,
+    receive_webhook,
+    reconcile,
+)
 from sandbox import running_sandbox
 from sandbox.server import SandboxHandle, serving
 from tests.conftest import ProgramClient, event
@@ -30,7 +36,7 @@ class World:
     engine_url: str
 
 
-def rules(campaign_id: str) -> str:
+def rules(campaign_id: str, *, release: str = "[failed, expired]") -> str:
     return f"""\
 version: 1
 rules:
@@ -43,6 +49,8 @@ thresholds:
     reward: {{amount: "25.00", currency: GBP}}
     payout_type: gift_cards
     campaign_id: {campaign_id}
+    expires_in_days: 30
+    release_points_on: {release}
 """
 
 
@@ -88,6 +96,12 @@ async def run_worker(runtime: Runtime) -> None:
             await worker.close()
 
 
+async def settle_webhooks(world: World, runtime: Runtime) -> None:
+    """Wait for the sandbox's webhooks, then apply any the responses' tasks have not."""
+    assert await world.sandbox.control.flush_webhooks()
+    await process_pending_webhooks(runtime)
+
+
 async def rewards_of(program: ProgramClient) -> list[dict[str, Any]]:
     response = await program.request("GET", "/v1/users/ann/rewards")
     assert response.status_code == 200, response.text
@@ -120,9 +134,15 @@ async def test_a_crossing_is_paid_redeemed_and_debited(world: World, runtime: Ru
     assert ledger[0]["kind"] == "redeem" and ledger[0]["points"] == -50
 
     await world.sandbox.control.redeem(recipient["id"], brand="amazon-uk")
-    assert await world.sandbox.control.flush_webhooks()
+    await settle_webhooks(world, runtime)
     [reward] = await rewards_of(world.program)
     assert (reward["status"], reward["recipient_status"]) == ("redeemed", "redeemed")
+    # The final read-back keeps the card the recipient took (per-card reconciliation).
+    await reconcile(runtime, program_id=world.program.id)
+    [reward] = await rewards_of(world.program)
+    [card] = reward["payouts"]
+    assert (card["brand"], card["amount"], card["currency"]) == ("amazon-uk", "25.00", "GBP")
+    assert (reward["redeemed_amount"], reward["points_released"]) == ("25.00", False)
     deliveries = await world.sandbox.control.webhook_deliveries(order_id=order["id"])
     assert deliveries and all(d["status_code"] == 200 for d in deliveries), deliveries
     async with runtime.sessions() as session:
@@ -148,7 +168,7 @@ async def test_a_dropped_create_response_still_makes_one_order(
     assert (balance["balance"], balance["held"]) == (10, 0)
     # No webhooks here: reconciliation reads the order back.
     await world.sandbox.control.redeem(order["recipients"][0]["id"], brand="amazon-uk")
-    assert await reconcile(runtime) >= 1
+    assert await reconcile(runtime, program_id=world.program.id) >= 1
     [reward] = await rewards_of(world.program)
     assert reward["status"] == "redeemed"
 
@@ -261,3 +281,142 @@ def test_recipient_statuses_only_move_forward(
         moves_forward(current, new, current_sequence=current_sequence, sequence=sequence)
         is expected
     )
+
+
+async def ledger_kinds(program: ProgramClient) -> list[tuple[str, int]]:
+    response = await program.request("GET", "/v1/users/ann/ledger")
+    return [(entry["kind"], entry["points"]) for entry in response.json()["entries"]]
+
+
+@pytest.mark.parametrize(("release", "given_back"), [("[failed, expired]", True), ("[]", False)])
+async def test_a_failed_order_gives_the_points_back_when_the_threshold_says_so(
+    world: World, runtime: Runtime, release: str, given_back: bool
+) -> None:
+    rules_source = rules(world.sandbox.gift_card_campaign_id, release=release)
+    assert (await world.program.put_rules(rules_source)).status_code == 200
+    await connect(world, callback=True)
+    await world.sandbox.control.set_lifecycle(dispatch_delay_seconds=None)  # GIFQ holds it
+    reward = await cross(world.program)
+    assert await fulfil(runtime, reward["id"]) == "submitted"
+    [reward] = await rewards_of(world.program)
+    await world.sandbox.control.fail_order(reward["gifq_order_id"], reason="card supplier down")
+    await settle_webhooks(world, runtime)
+    [reward] = await rewards_of(world.program)
+    assert (reward["status"], reward["points_released"]) == ("failed", given_back)
+    balance = await world.program.balance("ann")
+    assert (balance["balance"], balance["held"]) == ((60, 0) if given_back else (10, 0))
+    kinds = await ledger_kinds(world.program)
+    assert kinds[: 2 if given_back else 1] == (
+        [("refund", 50), ("redeem", -50)] if given_back else [("redeem", -50)]
+    )
+    # Reconciliation agrees and gives nothing back twice.
+    await reconcile(runtime, program_id=world.program.id)
+    await reconcile(runtime, program_id=world.program.id)
+    assert (await world.program.balance("ann"))["balance"] == (60 if given_back else 10)
+    async with runtime.sessions() as session:
+        assert await verify_balances(session, world.program.id) == []
+
+
+async def test_an_unredeemed_expired_link_gives_the_points_back_a_partial_one_does_not(
+    world: World, runtime: Runtime
+) -> None:
+    await connect(world, callback=False)  # no webhooks: reconciliation finds it all
+    await world.program.put_user("bob", name="Bob", email="bob@example.com")
+    await world.program.post_events(event("b1", "bob"), event("b2", "bob"))
+    reward = await cross(world.program)
+    [bobs] = (await world.program.request("GET", "/v1/users/bob/rewards")).json()["rewards"]
+    for reward_id in (reward["id"], bobs["id"]):
+        assert await fulfil(runtime, reward_id) == "submitted"
+    [bobs] = (await world.program.request("GET", "/v1/users/bob/rewards")).json()["rewards"]
+    order = await world.sandbox.control.order(bobs["gifq_order_id"])
+    await world.sandbox.control.redeem(
+        order["recipients"][0]["id"], brand="amazon-uk", amount="10.00"
+    )
+    await world.sandbox.control.advance_clock(days=31)
+    await reconcile(runtime, program_id=world.program.id)
+
+    [anns] = await rewards_of(world.program)
+    assert (anns["status"], anns["points_released"]) == ("expired", True)
+    assert "expired unredeemed" in anns["status_reason"]
+    assert (await world.program.balance("ann"))["balance"] == 60
+    [bobs] = (await world.program.request("GET", "/v1/users/bob/rewards")).json()["rewards"]
+    assert (bobs["status"], bobs["points_released"], bobs["redeemed_amount"]) == (
+        "expired",
+        False,
+        "10.00",
+    )
+    assert [(c["brand"], c["amount"]) for c in bobs["payouts"]] == [("amazon-uk", "10.00")]
+    assert (await world.program.balance("bob"))["balance"] == 10
+    # Finished rewards are read back once: another pass changes nothing.
+    assert await reconcile(runtime, program_id=world.program.id) == 0
+    assert (await world.program.balance("ann"))["balance"] == 60
+
+
+async def test_on_hold_alerts_the_admins_once(world: World, runtime: Runtime) -> None:
+    received: list[tuple[bytes, dict[str, str]]] = []
+
+    async def receiver(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        received.append((body, {k.decode(): v.decode() for k, v in scope["headers"]}))
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    await connect(world, callback=False)
+    async with serving(receiver) as alerts_url:
+        settings = {"alert_webhook_url": alerts_url, "alert_webhook_secret": "alert-secret-1"}
+        response = await world.program.request(
+            "PUT", "/v1/programs/current/settings", json=settings
+        )
+        assert response.json()["alert_webhook_secret_set"] is True
+        assert "alert-secret-1" not in response.text
+        before = REGISTRY.get_sample_value("rewards_alerts_total", {"kind": "reward.on_hold"})
+        reward = await cross(world.program)
+        await world.sandbox.control.set_balance("GBP", "0.00")
+        assert await fulfil(runtime, reward["id"]) == "on_hold"
+        assert await fulfil(runtime, reward["id"]) == "on_hold"  # retried: no second alert
+    [(body, headers)] = received
+    alert = json.loads(body)
+    assert (alert["type"], alert["program_id"]) == ("reward.on_hold", world.program.id)
+    assert alert["reward"]["id"] == reward["id"] and alert["reward"]["status"] == "on_hold"
+    stamp = int(headers["x-rewards-signature"].split(",")[0].removeprefix("t="))
+    assert headers["x-rewards-signature"] == HmacSha256TimestampScheme().sign(
+        secret="alert-secret-1", body=body, timestamp=stamp
+    )
+    after = REGISTRY.get_sample_value("rewards_alerts_total", {"kind": "reward.on_hold"})
+    assert (after or 0) - (before or 0) == 1
+
+
+async def test_a_stored_webhook_is_applied_by_the_sweeper(world: World, runtime: Runtime) -> None:
+    await connect(world, callback=False)
+    reward = await cross(world.program)
+    assert await fulfil(runtime, reward["id"]) == "submitted"
+    [reward] = await rewards_of(world.program)
+    order = await world.sandbox.control.order(reward["gifq_order_id"])
+    payload = {
+        "id": "evt-stored",
+        "event": "payout.status_changed",
+        "subject": "recipient",
+        "payout_order_uuid": reward["gifq_order_id"],
+        "recipient_id": order["recipients"][0]["id"],
+        "status": "viewed",
+        "sequence": 7,
+    }
+    body = json.dumps(payload).encode()
+    headers = {k.lower(): v for k, v in signed(world.sandbox.webhook_secret, body).items()}
+    # Stored and acknowledged, then the process stops before applying it.
+    answer, event_id = await receive_webhook(runtime, world.program.id, body, headers)
+    assert (answer, event_id) == ({"status": "accepted"}, "evt-stored")
+    assert (await rewards_of(world.program))[0]["recipient_status"] != "viewed"
+    assert await process_pending_webhooks(runtime) >= 1  # what the sweeper runs every minute
+    assert (await rewards_of(world.program))[0]["recipient_status"] == "viewed"
+    assert await process_pending_webhooks(runtime) == 0
