@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 
 from api.deps import Admin, Reader, RuntimeDep, SessionDep, Writer
 from api.errors import error_responses
 from rewards.services import rewards as reward_service
-from rewards.services.rewards import DecisionIn, RedemptionIn, reward_views
+from rewards.services.rewards import MAX_REWARD_ID, DecisionIn, RedemptionIn, reward_views
 
 router = APIRouter(tags=["rewards"])
+
+RewardId = Annotated[int, Path(ge=1, le=MAX_REWARD_ID, description="the reward's id")]
 
 
 @router.get("/v1/users/{user_id}/rewards", responses=error_responses(401, 403, 404))
@@ -57,8 +59,8 @@ async def budget(
     return await reward_service.budget_view(rt, program_id=principal.program_id, month=month)
 
 
-@router.post("/v1/rewards/{reward_id}/approve", responses=error_responses(401, 403, 404, 409))
-async def approve(reward_id: int, principal: Admin, rt: RuntimeDep) -> dict[str, Any]:
+@router.post("/v1/rewards/{reward_id}/approve", responses=error_responses(401, 403, 404, 409, 422))
+async def approve(reward_id: RewardId, principal: Admin, rt: RuntimeDep) -> dict[str, Any]:
     """Send a reward that waits for an admin: one ``awaiting_approval`` (over the approval
     limit or past the month's budget; it is counted in the budget all the same), or one
     ``on_hold`` or ``needs_review`` to try again now. Approving a ``pending`` reward
@@ -70,7 +72,7 @@ async def approve(reward_id: int, principal: Admin, rt: RuntimeDep) -> dict[str,
 
 @router.post("/v1/rewards/{reward_id}/reject", responses=error_responses(401, 403, 404, 409, 422))
 async def reject(
-    reward_id: int, principal: Admin, rt: RuntimeDep, data: DecisionIn | None = None
+    reward_id: RewardId, principal: Admin, rt: RuntimeDep, data: DecisionIn | None = None
 ) -> dict[str, Any]:
     """Refuse a reward not yet sent to GIFQ: it becomes ``rejected`` and its held points
     come back to the employee's available balance."""

@@ -295,12 +295,15 @@ async def budget_view(rt: Runtime, *, program_id: str, month: str | None) -> dic
     }
 
 
+MAX_REWARD_ID = 2**63 - 1  # a 64-bit id column
+
+
 class RedemptionIn(BaseModel):
     """Which unlocked reward to redeem; without ``reward_id``, every unlocked one."""
 
     model_config = ConfigDict(extra="forbid")
 
-    reward_id: int | None = None
+    reward_id: int | None = Field(default=None, ge=1, le=MAX_REWARD_ID)
 
 
 async def redeem(

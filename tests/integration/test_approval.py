@@ -165,6 +165,10 @@ async def test_decisions_on_unknown_rewards_and_bad_months(program: ProgramClien
         assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
     too_long = await decide(program, 987654321, "reject", reason="x" * 501)
     assert too_long.status_code == 422
+    for not_an_id in ("0", "-1", str(2**63), "abc"):
+        response = await program.request("POST", f"/v1/rewards/{not_an_id}/approve")
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["details"][0]["pointer"] == "/path/reward_id"
     bad = await program.request("GET", "/v1/rewards/budget", params={"month": "2026-13"})
     assert bad.status_code == 422
 

@@ -121,8 +121,15 @@ async def test_redeem_now_rewards_wait_for_the_user(program: ProgramClient) -> N
         "POST", "/v1/users/ann/redemptions", json={"reward_id": reward["id"]}
     )
     assert again.status_code == 409 and again.json()["error"]["code"] == "reward_not_unlocked"
-    missing = await program.request("POST", "/v1/users/ann/redemptions", json={"reward_id": 0})
+    missing = await program.request(
+        "POST", "/v1/users/ann/redemptions", json={"reward_id": 987654321}
+    )
     assert missing.status_code == 404
+    for bad in (0, 2**63):  # not an id at all: refused before the database sees it
+        refused = await program.request(
+            "POST", "/v1/users/ann/redemptions", json={"reward_id": bad}
+        )
+        assert refused.status_code == 422, refused.text
 
 
 async def test_admins_list_rewards_by_status(program: ProgramClient, runtime: Runtime) -> None:
