@@ -16,6 +16,7 @@ import logging
 from typing import Any
 
 from arq.connections import ArqRedis
+from arq.constants import result_key_prefix
 
 from rewards.runtime import Runtime
 from rewards.services import fulfilment, tracking
@@ -34,6 +35,10 @@ async def rewards_sweep(ctx: dict[str, Any]) -> int:
     redis: ArqRedis = ctx["redis"]
     queued = 0
     for reward_id in await fulfilment.unsent(rt):
+        # A finished job's result blocks its id from being queued again; arq writes one even
+        # with keep_result=0 when a job "expired" (its data lost, e.g. Redis flushed while
+        # the worker claimed it). The reward is unsent, so any result is stale: drop it.
+        await redis.delete(result_key_prefix + job_id(reward_id))
         # A reward whose job is queued or running already is skipped by its job id.
         if await redis.enqueue_job(fulfil_reward.__name__, reward_id, _job_id=job_id(reward_id)):
             queued += 1
