@@ -1,6 +1,6 @@
 """Reward fulfilment jobs. Each may run more than once; each is idempotent.
 
-- ``fulfil_reward(reward_id)``: push one reward to GIFQ (job id ``reward:<id>``, queued
+- ``fulfil_reward(reward_id)``: push one reward to GIFQ (job id ``<prefix>:reward:<id>``, queued
   after the ledger transaction that created it commits);
 - ``rewards_sweep``: re-queues every reward still ``pending``, ``sending`` or ``on_hold``,
   so nothing depends on the first enqueue having worked, and applies stored GIFQ
@@ -38,9 +38,11 @@ async def rewards_sweep(ctx: dict[str, Any]) -> int:
         # A finished job's result blocks its id from being queued again; arq writes one even
         # with keep_result=0 when a job "expired" (its data lost, e.g. Redis flushed while
         # the worker claimed it). The reward is unsent, so any result is stale: drop it.
-        await redis.delete(result_key_prefix + job_id(reward_id))
+        await redis.delete(result_key_prefix + job_id(rt, reward_id))
         # A reward whose job is queued or running already is skipped by its job id.
-        if await redis.enqueue_job(fulfil_reward.__name__, reward_id, _job_id=job_id(reward_id)):
+        if await redis.enqueue_job(
+            fulfil_reward.__name__, reward_id, _job_id=job_id(rt, reward_id)
+        ):
             queued += 1
     if queued:
         log.info("re-queued %d rewards", queued)

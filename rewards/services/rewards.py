@@ -427,9 +427,10 @@ async def _decidable(
     return reward
 
 
-def job_id(reward_id: int) -> str:
-    """The arq job id of a reward's fulfilment: one queued or running job per reward."""
-    return f"reward:{reward_id}"
+def job_id(rt: Runtime, reward_id: int) -> str:
+    """The arq job id of a reward's fulfilment: one queued or running job per reward. arq's
+    own keys ignore our prefix, so the id carries it: installations may share a Redis."""
+    return rt.key("reward", str(reward_id))
 
 
 async def enqueue_fulfilment(rt: Runtime, reward_ids: Sequence[int]) -> None:
@@ -445,7 +446,7 @@ async def enqueue_fulfilment(rt: Runtime, reward_ids: Sequence[int]) -> None:
             await rt.queue.enqueue_job(
                 "fulfil_reward",
                 reward_id,
-                _job_id=job_id(reward_id),
+                _job_id=job_id(rt, reward_id),
                 _queue_name=queue_name(rt.settings),
             )
     except Exception:

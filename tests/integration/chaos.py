@@ -258,11 +258,11 @@ def reward_marker(order: dict[str, Any]) -> int | None:
     return int(values[0]) if values else None
 
 
-async def arq_keys(redis: Redis, reward_id: int) -> list[str]:
+async def arq_keys(redis: Redis, job_id: str) -> list[str]:
     """Which of arq's keys exist for a reward's job id (to explain a reward left behind)."""
     found = []
     for prefix in ("job", "in-progress", "retry", "result"):
-        key = f"arq:{prefix}:reward:{reward_id}"
+        key = f"arq:{prefix}:{job_id}"
         if await redis.exists(key):
             found.append(f"{key} (ttl {await redis.ttl(key)} s)")
     return found

@@ -34,6 +34,7 @@ from rewards.db.models import LedgerEntry, UserBalance
 from rewards.db.reward_models import GifqWebhookEvent
 from rewards.runtime import Runtime
 from rewards.services.ledger import verify_balances
+from rewards.services.rewards import job_id
 from rewards.settings import Settings
 from sandbox import default_config, running_sandbox
 from sandbox.server import SandboxHandle, serving
@@ -188,7 +189,7 @@ async def test_chaos(
         posted += 1
 
     async def in_flight() -> int:
-        return len(await redis.keys("arq:in-progress:reward:*"))
+        return len(await redis.keys(f"arq:in-progress:{runtime.key('reward')}:*"))
 
     async def running() -> bool:
         return await in_flight() > 0
@@ -269,7 +270,7 @@ async def test_chaos(
     )
     if problems:
         stuck = [r.id for r in rewards if r.status not in ("submitted", "redeemed")][:5]
-        keys = {reward_id: await arq_keys(redis, reward_id) for reward_id in stuck}
+        keys = {reward_id: await arq_keys(redis, job_id(runtime, reward_id)) for reward_id in stuck}
         pytest.fail(
             f"not settled after {chaos.rounds} rounds: {problems[:10]}; arq {keys}; {summary}"
         )
