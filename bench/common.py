@@ -23,46 +23,79 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _child_env(data_dir: Path) -> dict[str, str]:
+    return {**os.environ, "REWARDS_PLATFORM_KEY": PLATFORM_KEY, "REWARDS_DATA_DIR": str(data_dir)}
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @contextmanager
 def server(*, workers: int, data_dir: Path, extra_args: list[str] | None = None) -> Iterator[str]:
-    """``rewards serve`` in a child process; yields its base URL."""
+    """``rewards serve`` in a child process; yields its base URL. Its stderr goes to
+    ``data_dir/server.log`` (a pipe nobody reads would block the server once full)."""
     port = free_port()
-    env = {**os.environ, "REWARDS_PLATFORM_KEY": PLATFORM_KEY, "REWARDS_DATA_DIR": str(data_dir)}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rewards.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            *(extra_args or []),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir / "server.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "rewards.cli",
+                "serve",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+                *(extra_args or []),
+            ],
+            cwd=ROOT,
+            env=_child_env(data_dir),
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"the server exited; see {log_path}")
             try:
                 if httpx.get(base + "/readyz", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 time.sleep(0.2)
         else:
-            raise RuntimeError("the server did not become ready")
+            raise RuntimeError(f"the server did not become ready; see {log_path}")
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        _stop(process)
+
+
+@contextmanager
+def worker(*, data_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``rewards worker`` in a child process (stderr to ``data_dir/worker.log``). Give it
+    the server's Redis through ``REWARDS_REDIS_URL``: an embedded one is per process."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with (data_dir / "worker.log").open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "rewards.cli", "worker"],
+            cwd=ROOT,
+            env=_child_env(data_dir),
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+    try:
+        yield process
+    finally:
+        _stop(process)
 
 
 def create_program(base: str, program_id: str, rules: str) -> str:
