@@ -27,8 +27,7 @@ from uuid import UUID
 
 from sqlalchemy import select
 
-from rewards.db.dialect import insert_for
-from rewards.db.models import LedgerEntry, Program, User
+from rewards.db.models import Program, User
 from rewards.db.reward_models import Reward
 from rewards.gifq import (
     GifqClient,
@@ -42,8 +41,9 @@ from rewards.gifq import (
 )
 from rewards.runtime import Runtime
 from rewards.services.alerts import raise_alert
-from rewards.services.balances import add_to_balances, add_to_held, lock_people
+from rewards.services.balances import add_to_held, lock_people
 from rewards.services.rewards import TERMINAL, TO_SEND, reward_view
+from rewards.services.spending import post_reward_entry
 
 log = logging.getLogger("rewards.fulfilment")
 
@@ -226,28 +226,7 @@ async def accept(rt: Runtime, reward_id: int, order: PayoutOrder) -> str:
         reward.status, reward.status_reason, reward.updated_at = "submitted", None, now
         if reward.recipient_status in TERMINAL:
             reward.status = reward.recipient_status
-        await session.execute(
-            insert_for(session)(LedgerEntry).on_conflict_do_nothing(
-                index_elements=["program_id", "dedupe_key"]
-            ),
-            [
-                {
-                    "program_id": program_id,
-                    "user_id": user_id,
-                    "kind": "redeem",
-                    "points": -reward.points_cost,
-                    "dedupe_key": f"reward:{reward_id}:debit",
-                    "event_id": reward.event_id,
-                    "rule_id": reward.threshold_id,
-                    "rules_version": reward.rules_version,
-                    "lot_id": None,
-                    "expires_at": None,
-                    "details": {"reward_id": reward_id, "gifq_order_id": order_id},
-                    "created_at": now,
-                }
-            ],
-        )
-        await add_to_balances(connection, program_id, {user_id: (-reward.points_cost, 0)})
+        await post_reward_entry(connection, reward, kind="redeem", now=now)
         await add_to_held(connection, program_id, {user_id: -reward.points_cost})
         return reward.status
 

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Literal
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -113,6 +114,36 @@ async def monthly_spend(
     return {currency: Decimal(spent) for currency, spent in rows}
 
 
+async def post_reward_entry(
+    connection: AsyncConnection, reward: Reward, *, kind: Literal["redeem", "refund"], now: datetime
+) -> None:
+    """``reward``'s ``redeem`` debit (GIFQ accepted its order) or ``refund`` (its points
+    came back) in the ledger and the cached balance, at most once (the dedupe key)."""
+    points = -reward.points_cost if kind == "redeem" else reward.points_cost
+    suffix = "debit" if kind == "redeem" else "refund"
+    written = await connection.scalar(
+        insert_for(connection)(LedgerEntry)
+        .values(
+            program_id=reward.program_id,
+            user_id=reward.user_id,
+            kind=kind,
+            points=points,
+            dedupe_key=f"reward:{reward.id}:{suffix}",
+            event_id=reward.event_id,
+            rule_id=reward.threshold_id,
+            rules_version=reward.rules_version,
+            lot_id=None,
+            expires_at=None,
+            details={"reward_id": reward.id, "gifq_order_id": reward.gifq_order_id},
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["program_id", "dedupe_key"])
+        .returning(LedgerEntry.id)
+    )
+    if written is not None:
+        await add_to_balances(connection, reward.program_id, {reward.user_id: (points, 0)})
+
+
 async def release(
     connection: AsyncConnection, reward: Reward, *, now: datetime, debited: bool
 ) -> bool:
@@ -124,28 +155,7 @@ async def release(
         return False
     program_id, user_id, cost = reward.program_id, reward.user_id, reward.points_cost
     if debited:
-        await connection.execute(
-            insert_for(connection)(LedgerEntry).on_conflict_do_nothing(
-                index_elements=["program_id", "dedupe_key"]
-            ),
-            [
-                {
-                    "program_id": program_id,
-                    "user_id": user_id,
-                    "kind": "refund",
-                    "points": cost,
-                    "dedupe_key": f"reward:{reward.id}:refund",
-                    "event_id": reward.event_id,
-                    "rule_id": reward.threshold_id,
-                    "rules_version": reward.rules_version,
-                    "lot_id": None,
-                    "expires_at": None,
-                    "details": {"reward_id": reward.id, "gifq_order_id": reward.gifq_order_id},
-                    "created_at": now,
-                }
-            ],
-        )
-        await add_to_balances(connection, program_id, {user_id: (cost, 0)})
+        await post_reward_entry(connection, reward, kind="refund", now=now)
     else:
         await add_to_held(connection, program_id, {user_id: -cost})
     if reward.budget_month is not None:
