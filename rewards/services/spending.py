@@ -153,16 +153,15 @@ async def release(
     anything was given back now."""
     if reward.released_at is not None:
         return False
-    program_id, user_id, cost = reward.program_id, reward.user_id, reward.points_cost
     if debited:
         await post_reward_entry(connection, reward, kind="refund", now=now)
     else:
-        await add_to_held(connection, program_id, {user_id: -cost})
+        await add_to_held(connection, reward.program_id, {reward.user_id: -reward.points_cost})
     if reward.budget_month is not None:
-        month = reward.budget_month
-        spent = await _locked_spent(connection, program_id, reward.currency, month)
+        month, currency = reward.budget_month, reward.currency
+        spent = await _locked_spent(connection, reward.program_id, currency, month)
         await _store_spent(
-            connection, program_id, reward.currency, month, spent - Decimal(reward.amount)
+            connection, reward.program_id, currency, month, spent - Decimal(reward.amount)
         )
     reward.released_at = now
     return True
