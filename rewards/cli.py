@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
-from collections.abc import Callable
+import signal
+import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -53,30 +56,46 @@ def serve(
         int, typer.Option(help="API processes (each opens its own connections).")
     ] = 1,
     with_sandbox: Annotated[
-        bool, typer.Option("--with-sandbox", help="Run the local GIFQ sandbox beside the API.")
+        bool,
+        typer.Option(
+            "--with-sandbox",
+            help="Run the local GIFQ sandbox beside the API; programs without GIFQ settings pay through it.",
+        ),
     ] = False,
-    sandbox_port: Annotated[int, typer.Option(help="Port of the GIFQ sandbox.")] = 8099,
+    sandbox_port: Annotated[
+        int, typer.Option(help="Port of the GIFQ sandbox (with --with-sandbox).")
+    ] = 8099,
 ) -> None:
-    """Run the HTTP API (migrating the database first)."""
+    """Run the HTTP API (migrating the database first). SIGTERM or Ctrl-C stops it cleanly."""
     import uvicorn
 
     from rewards.runtime import resolve_redis_url
+    from rewards.settings import public_url_for
 
-    settings = Settings()
-    migrate(settings)
-    redis_url, embedded = resolve_redis_url(settings)
-    if embedded is not None:
-        typer.echo(f"embedded redis-server on {embedded.socket_path}")
-    typer.echo(f"database: {settings.effective_database_url.split('@')[-1]}")
-    typer.echo(f"platform key: {settings.resolved_platform_key()}")
     if with_sandbox and workers > 1:
         raise typer.BadParameter(
             "--with-sandbox runs in a single process; run `rewards sandbox` beside"
         )
+    # A busy port is found before anything starts: one line, naming the flag that moves it.
+    api_socket = listening_socket(host, port, flag="--port")
+    if with_sandbox:
+        listening_socket(host, sandbox_port, flag="--sandbox-port").close()
+    settings = Settings()
+    if settings.public_url is None:
+        settings = settings.model_copy(update={"public_url": public_url_for(host, port)})
+    migrate(settings)
+    redis_url, embedded = resolve_redis_url(settings)
+    if embedded is not None:
+        typer.echo(f"embedded redis-server on {embedded.socket_path} (data in {embedded.data_dir})")
+    typer.echo(f"database: {settings.effective_database_url.split('@')[-1]}")
+    typer.echo(f"platform key: {settings.resolved_platform_key()}")
+    typer.echo(f"public URL: {settings.public_url} (REWARDS_PUBLIC_URL)")
     try:
         if workers > 1:
-            # Worker processes inherit the Redis URL, so they share the embedded server.
+            api_socket.close()
+            # Worker processes inherit these, so they share the embedded server and the URL.
             os.environ["REWARDS_REDIS_URL"] = redis_url
+            os.environ["REWARDS_PUBLIC_URL"] = str(settings.public_url)
             uvicorn.run(
                 "api.app:app_factory",
                 factory=True,
@@ -91,15 +110,40 @@ def serve(
                     _serve_one(
                         settings,
                         redis_url,
-                        host,
-                        port,
+                        api_socket,
                         with_worker=with_worker,
-                        sandbox_port=sandbox_port if with_sandbox else None,
+                        sandbox=(host, sandbox_port) if with_sandbox else None,
                     )
                 )
+    except PortBusy as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
     finally:
+        api_socket.close()
         if embedded is not None:
             embedded.stop()
+
+
+class PortBusy(Exception):
+    pass
+
+
+def listening_socket(host: str, port: int, *, flag: str) -> socket.socket:
+    """A socket bound to ``host:port`` (as uvicorn binds it), or a one-line error naming
+    the port and ``flag``, the option that changes it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        reason = (
+            "is in use" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc.strerror})"
+        )
+        typer.echo(f"error: port {port} on {host} {reason}; choose another with {flag}", err=True)
+        raise typer.Exit(1) from None
+    return sock
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -111,14 +155,38 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
+class _Stop:
+    """SIGINT and SIGTERM ask the server to stop (a second one: at once), and nothing
+    else: no exception is raised into the running code, so shutdown runs in order."""
+
+    def __init__(self) -> None:
+        self.server: Any = None
+        self.requested = False
+
+    def __call__(self) -> None:
+        if self.server is None:
+            self.requested = True
+        elif self.server.should_exit:
+            self.server.force_exit = True
+        else:
+            self.server.should_exit = True
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self)
+
+    def uninstall(self, loop: asyncio.AbstractEventLoop) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
 async def _serve_one(
     settings: Settings,
     redis_url: str,
-    host: str,
-    port: int,
+    api_socket: socket.socket,
     *,
     with_worker: bool,
-    sandbox_port: int | None,
+    sandbox: tuple[str, int] | None,
 ) -> None:
     import uvicorn
 
@@ -126,45 +194,114 @@ async def _serve_one(
     from rewards.runtime import open_runtime
     from workers.worker import build_worker
 
-    async with contextlib.AsyncExitStack() as stack:
-        if sandbox_port is not None:
-            from sandbox.server import running_sandbox
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield  # ours (``_Stop``): uvicorn's would re-raise the signal after shutdown
 
-            sb = await stack.enter_async_context(running_sandbox(host=host, port=sandbox_port))
-            typer.echo(
-                f"GIFQ sandbox: {sb.base_url} (X-Api-Token: {sb.api_token}; control API under /sandbox)"
-            )
-        rt = await open_runtime(settings, redis_url=redis_url)
-        stack.push_async_callback(rt.close)
-        if with_worker:
-            worker = build_worker(rt, handle_signals=False)
-            task = asyncio.create_task(worker.async_run())
-            stack.push_async_callback(worker.close)
-            stack.push_async_callback(_cancel, task)
-        app = create_app(settings, runtime=rt)
-        await uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info")).serve()
+    loop = asyncio.get_running_loop()
+    stop = _Stop()
+    stop.install(loop)
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            rt = await open_runtime(settings, redis_url=redis_url)
+            stack.push_async_callback(rt.close)
+            if sandbox is not None:
+                await _start_sandbox(stack, rt, *sandbox)
+            if with_worker:
+                worker = build_worker(rt, handle_signals=False)
+                task = asyncio.create_task(worker.async_run())
+                # Closed before the runtime (and its Redis) it uses: last in, first out.
+                stack.push_async_callback(_stop_worker, worker, task)
+            app = create_app(settings, runtime=rt)
+            bound = api_socket.getsockname()
+            server = Server(uvicorn.Config(app, host=bound[0], port=bound[1], log_level="info"))
+            typer.echo(f"API on {settings.public_url if settings.public_url else bound}")
+            stop.server = server
+            server.should_exit = stop.requested
+            await server.serve(sockets=[api_socket])
+    finally:
+        stop.uninstall(loop)
 
 
-async def _cancel(task: asyncio.Task[None]) -> None:
+async def _start_sandbox(stack: contextlib.AsyncExitStack, rt: Any, host: str, port: int) -> None:
+    from rewards.services.sandbox_link import SandboxGifq, wire_programs
+    from sandbox.server import running_sandbox
+
+    try:
+        sb = await stack.enter_async_context(running_sandbox(host=host, port=port))
+    except RuntimeError:
+        raise PortBusy(
+            f"port {port} on {host} is in use; choose another with --sandbox-port"
+        ) from None
+    typer.echo(
+        f"GIFQ sandbox: {sb.base_url} (X-Api-Token: {sb.api_token}; control API under /sandbox)"
+    )
+    account = sb.config.accounts[0]
+    rt.sandbox = SandboxGifq(
+        base_url=sb.base_url,
+        api_token=sb.api_token,
+        webhook_secret=sb.webhook_secret,
+        ledger_account_id=sb.ledger_account_id,
+        currencies=tuple(account.balances),
+    )
+    wired = await wire_programs(rt.sessions, rt.sandbox)
+    typer.echo(
+        "programs without GIFQ settings pay through the sandbox"
+        + (f" (wired now: {', '.join(wired)})" if wired else "")
+    )
+
+
+async def _stop_worker(worker: Any, task: asyncio.Task[None]) -> None:
+    """Stop a worker before the Redis it uses: its running jobs are cancelled (every job
+    may run again, and each is idempotent), then its pool is closed. Only the
+    cancellations this stop asks for are swallowed."""
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    worker.handle_sig(signal.SIGTERM)
+    await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+    worker.tasks.clear()  # settled above; ``close`` would re-raise their cancellations
+    await worker.close()
 
 
 @app.command()
 def worker() -> None:
-    """Run the background worker (arq)."""
+    """Run the background worker (arq). SIGTERM or Ctrl-C stops it cleanly."""
     from rewards.runtime import resolve_redis_url
-    from workers.worker import run_standalone
 
     settings = Settings()
     migrate(settings)
     redis_url, embedded = resolve_redis_url(settings)
     try:
-        asyncio.run(run_standalone(settings.model_copy(update={"redis_url": redis_url})))
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(_work(settings, redis_url))
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+async def _work(settings: Settings, redis_url: str) -> None:
+    from rewards.runtime import open_runtime
+    from workers.worker import build_worker
+
+    loop = asyncio.get_running_loop()
+    rt = await open_runtime(settings, redis_url=redis_url)
+    try:
+        worker = build_worker(rt, handle_signals=False)
+        task = asyncio.create_task(worker.async_run())
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, task.cancel)
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+            await _stop_worker(worker, task)
+    finally:
+        await rt.close()
 
 
 @app.command()

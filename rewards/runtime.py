@@ -23,6 +23,7 @@ from rules import RuleSet
 
 if TYPE_CHECKING:
     from rewards.services.group_commit import GroupCommit
+    from rewards.services.sandbox_link import SandboxGifq
 
 
 def utc_now() -> datetime:
@@ -38,6 +39,8 @@ class Runtime:
     redis_url: str
     clock: Callable[[], datetime] = utc_now
     embedded_redis: EmbeddedRedis | None = None
+    # ``serve --with-sandbox``: programs without GIFQ settings are wired to this sandbox.
+    sandbox: SandboxGifq | None = None
     # Compiled rule sets by (program, version): versions never change once written.
     rule_sets: dict[tuple[str, int], RuleSet] = field(default_factory=dict)
     # api key hash -> (cached until, principal); see rewards.services.keys
@@ -68,7 +71,8 @@ class Runtime:
 
 
 def resolve_redis_url(settings: Settings) -> tuple[str, EmbeddedRedis | None]:
-    """The configured Redis, or a freshly started embedded one (owned by the caller)."""
+    """The configured Redis, or the data folder's embedded one (joined, or started when
+    none is running; the caller stops using it with ``stop()``)."""
     if settings.redis_url:
         return settings.redis_url, None
     embedded = start_embedded(settings.data_dir)

@@ -15,6 +15,23 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
+
+
+def gifq_callback_path(program_id: str) -> str:
+    return f"/v1/webhooks/gifq/{program_id}"
+
+
+def public_url_for(host: str, port: int) -> str:
+    """``http://<host>:<port>``, with a wildcard address replaced by the loopback one."""
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "[::1]"
+    elif ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
 
 class Environment(StrEnum):
     development = "development"  # embedded defaults allowed, a generated platform key is printed
@@ -39,6 +56,10 @@ class Settings(BaseSettings):
     # A rule-set change reaches other processes within it; every event records the
     # version that actually judged it.
     program_cache_seconds: float = 1.0
+    # Where GIFQ (and anyone else calling back) reaches this engine; each program's GIFQ
+    # callback URL is ``<public_url>/v1/webhooks/gifq/<program>``. ``rewards serve``
+    # defaults it to ``http://<host>:<port>``.
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^/?#]+(/[^?#]*)?$")
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
@@ -61,6 +82,12 @@ class Settings(BaseSettings):
         if self.database_url:
             return normalise_database_url(self.database_url)
         return f"sqlite+aiosqlite:///{(self.data_dir / 'rewards.db').resolve()}"
+
+    def gifq_callback_url(self, program_id: str) -> str:
+        """The URL GIFQ posts a program's webhooks to."""
+        return (
+            f"{(self.public_url or DEFAULT_PUBLIC_URL).rstrip('/')}{gifq_callback_path(program_id)}"
+        )
 
     def resolved_platform_key(self) -> str:
         """The platform key; in development one is generated once and kept in the data dir."""

@@ -23,6 +23,7 @@ from rewards.services.programs import (
     settings_view,
     update_settings,
 )
+from rewards.services.sandbox_link import wire_program
 
 router = APIRouter(prefix="/v1/programs", tags=["programs"])
 YAML_BODY = {
@@ -74,6 +75,8 @@ async def create(
     if not hmac.compare_digest(token, rt.settings.resolved_platform_key()):
         raise Forbidden("creating programs needs the platform key (REWARDS_PLATFORM_KEY)")
     program, key, secret = await create_program(session, data, now=rt.clock())
+    if rt.sandbox is not None:
+        await wire_program(session, program, rt.sandbox)
     return {"program": program_view(program), "api_key": key_view(key, secret)}
 
 

@@ -60,8 +60,12 @@ class GifqSettings:
     callback_url: str | None
 
     @classmethod
-    def of(cls, settings: dict[str, Any] | None) -> GifqSettings | None:
-        """The program's GIFQ settings, or None when it cannot talk to GIFQ yet."""
+    def of(
+        cls, settings: dict[str, Any] | None, *, callback_url: str | None = None
+    ) -> GifqSettings | None:
+        """The program's GIFQ settings, or None when it cannot talk to GIFQ yet.
+        ``callback_url``: the one derived from ``REWARDS_PUBLIC_URL``, unless the program
+        overrides it."""
         settings = settings or {}
         if not settings.get("gifq_base_url") or not settings.get("gifq_api_token"):
             return None
@@ -70,7 +74,7 @@ class GifqSettings:
             api_token=settings["gifq_api_token"],
             wallet_currency=settings.get("wallet_currency"),
             ledger_account_id=settings.get("ledger_account_id"),
-            callback_url=settings.get("gifq_callback_url"),
+            callback_url=settings.get("gifq_callback_url") or callback_url,
         )
 
     def client(self) -> GifqClient:
@@ -114,7 +118,7 @@ async def fulfil(rt: Runtime, reward_id: int) -> str:
         was, program_id = reward.status, reward.program_id
         program = await session.get(Program, program_id)
         settings = (program.settings if program else None) or {}
-        gifq = GifqSettings.of(settings)
+        gifq = GifqSettings.of(settings, callback_url=rt.settings.gifq_callback_url(program_id))
         user = await session.get(User, (reward.program_id, reward.user_id))
         if gifq is None:
             parked = _park(reward, "on_hold", "GIFQ is not configured for this program", now)

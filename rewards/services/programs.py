@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rewards.db.models import ApiKey, Program
-from rewards.errors import Conflict, NotFound
+from rewards.errors import Conflict, InvalidInput, NotFound
 from rewards.services.keys import Scope, create_key
+from rewards.settings import gifq_callback_path
 
 PROGRAM_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
@@ -87,7 +89,8 @@ class ProgramSettingsIn(BaseModel):
     gifq_webhook_secret: str | None = Field(default=None, min_length=8, max_length=500)
     wallet_currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
     ledger_account_id: str | None = Field(default=None, min_length=1, max_length=200)
-    # Where GIFQ posts webhooks: this engine's ``/v1/webhooks/gifq/<program id>`` URL.
+    # Where GIFQ posts webhooks; default ``<REWARDS_PUBLIC_URL>/v1/webhooks/gifq/<program id>``.
+    # An override must end in that path (``check_callback_url``).
     gifq_callback_url: str | None = Field(default=None, pattern=r"^https?://", max_length=500)
     slack_signing_secret: str | None = Field(default=None, min_length=8, max_length=500)
     employee_token_secret: str | None = Field(default=None, min_length=32, max_length=2000)
@@ -123,6 +126,24 @@ async def update_settings(
     program = await session.get(Program, program_id, with_for_update=True)
     if program is None:
         raise NotFound(f"no program '{program_id}'")
+    check_callback_url(program_id, data.gifq_callback_url)
     merged = {**(program.settings or {}), **data.model_dump(exclude_unset=True)}
     program.settings = {name: value for name, value in merged.items() if value is not None}
     return settings_view(program.settings)
+
+
+def check_callback_url(program_id: str, url: str | None) -> None:
+    """A ``gifq_callback_url`` override must be this engine's webhook URL for the program:
+    GIFQ posts there, and any other path answers 404."""
+    if url is None:
+        return
+    expected = gifq_callback_path(program_id)
+    parts = urlsplit(url)
+    if not parts.netloc or not parts.path.endswith(expected) or parts.fragment:
+        raise InvalidInput(
+            f"gifq_callback_url must be a URL ending in {expected}, the path GIFQ posts this "
+            f"program's webhooks to (e.g. https://rewards.example.com{expected}); "
+            "leave it unset to derive it from REWARDS_PUBLIC_URL",
+            code="invalid_callback_url",
+            details=[{"pointer": "/gifq_callback_url"}],
+        )
