@@ -4,6 +4,8 @@
 python3 dev.py serve     set up .venv if needed, then run the API with its worker
 python3 dev.py test      set up .venv if needed, then run the whole test suite
 python3 dev.py <cmd>     any other `rewards` command, e.g. `python3 dev.py rules check FILE`
+
+After setting up, dev.py becomes the command it runs (``os.execv``): same PID, same signals.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def ensure_venv() -> None:
     STAMP.write_text(wanted)
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str]) -> None:
     ensure_venv()
     command = argv[0] if argv else "serve"
     if command == "serve":
@@ -55,11 +57,12 @@ def main(argv: list[str]) -> int:
         args = [str(BIN / "python"), "-m", "pytest", *argv[1:]]
     else:
         args = [str(BIN / "rewards"), *argv]
-    try:
-        return subprocess.run(args, cwd=ROOT).returncode
-    except KeyboardInterrupt:
-        return 130
+    # Hand this process over to the command (exec): stopping dev.py's PID, by Ctrl-C or
+    # SIGTERM, stops the command itself, and with it the server's worker, sandbox and Redis.
+    sys.stdout.flush()
+    os.chdir(ROOT)
+    os.execv(args[0], args)
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    main(sys.argv[1:])

@@ -4,6 +4,8 @@ Jobs:
 - ``expire_points``: writes off points past their expiry (cron, every 10 minutes).
 - ``leaderboards_sweep``: applies leaderboard outbox batches that missed Redis, and the
   directory's opt-outs and names, to the boards (cron, every minute).
+- ``leaderboards_heal``: rebuilds the boards of any program whose generation marker Redis
+  lost or holds a different one of (cron, every minute; ``rewards.leaderboards.healing``).
 - ``leaderboards_snapshots``: saves the final standings of closed weeks and months
   (cron, every 10 minutes).
 - ``fulfil_reward``, ``rewards_sweep`` (cron, every minute), ``rewards_reconcile`` (cron,
@@ -21,7 +23,7 @@ from arq.worker import Function, Worker
 from sqlalchemy import select
 
 from rewards.db.models import Program
-from rewards.leaderboards import directory, outbox, snapshots
+from rewards.leaderboards import directory, healing, outbox, snapshots
 from rewards.redis_server import arq_settings
 from rewards.runtime import Runtime, open_runtime
 from rewards.services.ledger import expire_due
@@ -55,6 +57,11 @@ async def leaderboards_sweep(ctx: dict[str, Any]) -> int:
     return applied
 
 
+async def leaderboards_heal(ctx: dict[str, Any]) -> int:
+    rt: Runtime = ctx["runtime"]
+    return len((await healing.heal(rt)).rebuilt)
+
+
 async def leaderboards_snapshots(ctx: dict[str, Any]) -> int:
     rt: Runtime = ctx["runtime"]
     return await snapshots.snapshot_closed_periods(rt)
@@ -63,6 +70,7 @@ async def leaderboards_snapshots(ctx: dict[str, Any]) -> int:
 FUNCTIONS: list[Function | WorkerCoroutine] = [
     expire_points,
     leaderboards_sweep,
+    leaderboards_heal,
     leaderboards_snapshots,
     # No kept result: the job id ``<prefix>:reward:<id>`` must only block a queued or running job,
     # so the sweeper can queue the reward again once this run is over.
@@ -73,6 +81,7 @@ FUNCTIONS: list[Function | WorkerCoroutine] = [
 CRON_JOBS = [
     cron(expire_points, minute=set(range(0, 60, 10)), run_at_startup=True, unique=True),
     cron(leaderboards_sweep, run_at_startup=True, unique=True),
+    cron(leaderboards_heal, run_at_startup=True, unique=True),
     cron(leaderboards_snapshots, minute=set(range(5, 60, 10)), run_at_startup=True, unique=True),
     cron(fulfilment.rewards_sweep, unique=True),
     cron(fulfilment.rewards_reconcile, minute=set(range(2, 60, 5)), unique=True),

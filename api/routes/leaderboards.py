@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from api.deps import Reader, RuntimeDep, SessionDep, require
 from api.errors import error_responses
@@ -44,11 +44,18 @@ class PeriodInfo(BaseModel):
     closed: bool
 
 
+REBUILDING = (
+    "True while the program's boards may be incomplete: they are being rebuilt from the "
+    "database (after Redis lost them), which the worker does within a minute."
+)
+
+
 class BoardPage(PeriodInfo):
     board: str
     size: int  # people on the board
     entries: list[Entry]
     next_cursor: str | None
+    rebuilding: bool = Field(description=REBUILDING)
 
 
 class AroundPage(PeriodInfo):
@@ -58,9 +65,14 @@ class AroundPage(PeriodInfo):
     rank: int | None  # null: not on this board (no points here, another cohort, opted out)
     points: int | None
     entries: list[Entry]
+    rebuilding: bool = Field(description=REBUILDING)
 
 
-class History(BoardPage):
+class History(PeriodInfo):  # from the database: never rebuilding
+    board: str
+    size: int
+    entries: list[Entry]
+    next_cursor: str | None
     taken_at: str
 
 
@@ -195,6 +207,7 @@ class Ranks(BaseModel):
     leaderboard_opt_out: bool
     timezone: str
     ranks: list[Rank]
+    rebuilding: bool = Field(description=REBUILDING)
 
 
 @router.get(

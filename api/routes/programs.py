@@ -13,6 +13,8 @@ from api.deps import Admin, RuntimeDep, SessionDep, bearer_token
 from api.errors import error_responses
 from rewards.db.models import ApiKey, Program, RuleSetVersion
 from rewards.errors import BadRequest, Forbidden, NotFound
+from rewards.leaderboards.generations import start_generation
+from rewards.leaderboards.keys import program_keys
 from rewards.services import keys as key_service
 from rewards.services import rulesets
 from rewards.services.programs import (
@@ -75,6 +77,9 @@ async def create(
     if not hmac.compare_digest(token, rt.settings.resolved_platform_key()):
         raise Forbidden("creating programs needs the platform key (REWARDS_PLATFORM_KEY)")
     program, key, secret = await create_program(session, data, now=rt.clock())
+    await start_generation(
+        session, rt.redis, program_keys(rt, program.id), program.id, now=rt.clock()
+    )
     if rt.sandbox is not None:
         await wire_program(session, program, rt.sandbox)
     return {"program": program_view(program), "api_key": key_view(key, secret)}

@@ -6,6 +6,8 @@ changed, so membership is fixed when points are earned (someone who changes
 department keeps what they earned on the old board) and a rebuild reproduces the
 boards exactly. ``leaderboard_outbox`` holds what still has to reach Redis: one row
 per committed transaction, deleted once applied (``rewards.leaderboards.outbox``).
+``leaderboard_generations`` holds each program's generation marker, which Redis holds
+too: when the two differ, the boards are rebuilt (``rewards.leaderboards.healing``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from rewards.db.models import Base, Json, Timestamp
 
 __all__ = [
     "Base",
+    "LeaderboardGeneration",
     "LeaderboardOutbox",
     "LeaderboardPosting",
     "LeaderboardSnapshot",
@@ -96,3 +99,14 @@ class LeaderboardStanding(Base):
     user_id: Mapped[str] = mapped_column(String(128))
     name: Mapped[str | None] = mapped_column(String(200))
     points: Mapped[int] = mapped_column(BigInteger)
+
+
+class LeaderboardGeneration(Base):
+    """The generation of a program's boards: set by each rebuild, here and in Redis."""
+
+    __tablename__ = "leaderboard_generations"
+    __table_args__ = (ForeignKeyConstraint(["program_id"], ["programs.id"], ondelete="CASCADE"),)
+
+    program_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    generation: Mapped[str] = mapped_column(String(32))
+    built_at: Mapped[datetime] = mapped_column(Timestamp())

@@ -4,6 +4,9 @@ Each read is one Lua script (one round trip) and, on the hot paths, no database
 query: the program's context comes from the per-process cache, names from the
 program's names hash. Ranks are positions on the board, from 1; every position is
 its own rank because ties are broken in the score (``engine.boards``).
+
+Every read says ``rebuilding``: true while the program's boards may be incomplete (a
+rebuild is running, or Redis lost them and the worker is about to rebuild them).
 """
 
 from __future__ import annotations
@@ -139,8 +142,10 @@ async def board_page(
     size = check_limit(limit)
     offset = decode_cursor(cursor) if cursor else 0
     keys = program_keys(rt, program_id)
-    total, rows, names = await scripts.PAGE(
-        rt.redis, [keys.board(chosen.id, board), keys.names], [offset, offset + size - 1]
+    total, rows, names, rebuilding = await scripts.PAGE(
+        rt.redis,
+        [keys.board(chosen.id, board), keys.names, keys.rebuilding, keys.generation],
+        [offset, offset + size - 1],
     )
     page = entries(rows, names, offset)
     more = offset + len(page) < total
@@ -150,6 +155,7 @@ async def board_page(
         "size": total,
         "entries": page,
         "next_cursor": encode_cursor(offset + len(page)) if more and page else None,
+        "rebuilding": bool(rebuilding),
     }
 
 
@@ -166,8 +172,10 @@ async def around(
     board = check_board(context, board)
     chosen = check_period(period, now=now, tz=context.tz)
     keys = program_keys(rt, program_id)
-    rank, total, first, rows, names, known = await scripts.AROUND(
-        rt.redis, [keys.board(chosen.id, board), keys.names], [user_id, k]
+    rank, total, first, rows, names, known, rebuilding = await scripts.AROUND(
+        rt.redis,
+        [keys.board(chosen.id, board), keys.names, keys.rebuilding, keys.generation],
+        [user_id, k],
     )
     if rank < 0 and not known:
         await _check_user(rt, program_id, user_id)
@@ -181,6 +189,7 @@ async def around(
         "rank": mine["rank"] if mine else None,
         "points": mine["points"] if mine else None,
         "entries": page,
+        "rebuilding": bool(rebuilding),
     }
 
 
@@ -205,8 +214,10 @@ async def user_ranks(
     periods = [current_period(kind, now, context.tz) for kind in PeriodKind]
     keys = program_keys(rt, program_id)
     pairs = [(board, period) for board in boards for period in periods]
-    found = await scripts.RANKS(
-        rt.redis, [keys.board(period.id, board) for board, period in pairs], [user_id]
+    rebuilding, *found = await scripts.RANKS(
+        rt.redis,
+        [keys.rebuilding, keys.generation, *(keys.board(period.id, b) for b, period in pairs)],
+        [user_id],
     )
     ranks = []
     for index, (board, period) in enumerate(pairs):
@@ -226,4 +237,5 @@ async def user_ranks(
         "leaderboard_opt_out": user.leaderboard_opt_out,
         "timezone": context.tz.key,
         "ranks": ranks,
+        "rebuilding": bool(rebuilding),
     }

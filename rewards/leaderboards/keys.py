@@ -14,6 +14,9 @@ one Redis can host several installations (``REWARDS_REDIS_PREFIX``):
 ``…:applied``              sorted set: outbox batch ids applied to the boards
                            (score: when, ms). Makes re-applying a batch a no-op.
 ``…:rebuilding``           string: a rebuild's token; applies wait while it exists.
+``…:generation``           string: the generation of these boards, set by the rebuild
+                           that built them; the database holds it too, and when the
+                           two differ (or it is gone) the worker rebuilds (``healing``).
 ``…:tmp:<token>:…``        a rebuild's scratch copies of all the above.
 
 ``<period>`` is ``all``, a week id (``2026-W12``) or a month id (``2026-03``);
@@ -69,6 +72,10 @@ class ProgramKeys:
     @property
     def rebuilding(self) -> str:
         return f"{self.base}:rebuilding"
+
+    @property
+    def generation(self) -> str:
+        return f"{self.base}:generation"
 
     def scratch(self, token: str) -> ProgramKeys:
         return ProgramKeys(f"{self.base}:tmp:{token}")

@@ -10,8 +10,10 @@ total changed (the tie-break). The rebuild:
    and the postings aggregated per user (all time, and every week and month whose
    board is still kept: one scan, one sort), and writes them into scratch keys in
    bulk while it reads on;
-3. swaps the scratch keys in with one script that also marks the snapshot's outbox
-   batches as applied (their postings are in the rebuilt boards) and drops the lock.
+3. records the rebuild's token as the boards' generation in the database, then swaps
+   the scratch keys in with one script that also marks the snapshot's outbox batches
+   as applied (their postings are in the rebuilt boards), sets the same generation in
+   Redis and drops the lock (``healing`` rebuilds when the two generations differ).
 
 Batches committed after the snapshot are applied afterwards by the sweeper. On
 SQLite the snapshot holds the database's write lock (it has only one), so events
@@ -55,6 +57,7 @@ from rewards.db.leaderboard_models import LeaderboardOutbox, LeaderboardPosting
 from rewards.db.models import User
 from rewards.errors import Conflict
 from rewards.leaderboards import scripts
+from rewards.leaderboards.generations import record_generation
 from rewards.leaderboards.keys import (
     PERIOD_GRACE,
     REBUILD_LOCK_TTL,
@@ -310,6 +313,10 @@ async def rebuild(
         report.timings["finish writes"] = write_done - started - sum(report.timings.values())
         report.boards = len(writer.boards)
         report.entries = writer.entries
+        # The new generation goes to the database first, then to Redis with the boards: a
+        # crash between the two leaves them different, and the worker rebuilds again.
+        async with rt.engine.begin() as connection:
+            await record_generation(connection, program_id, token, now=rt.clock())
         await _swap(rt, keys, scratch, token, writer.boards, context.tz, pending, now)
         if pending:
             async with rt.engine.begin() as connection:
@@ -381,7 +388,7 @@ async def _swap(
     }
     status = await scripts.SWAP(
         rt.redis,
-        [keys.registry, keys.hidden, keys.names, keys.applied, keys.rebuilding],
+        [keys.registry, keys.hidden, keys.names, keys.applied, keys.rebuilding, keys.generation],
         [token, int(now.timestamp() * 1000), orjson.dumps(payload)],
     )
     if status != 1:

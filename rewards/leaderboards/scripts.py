@@ -149,27 +149,40 @@ return 1
 """
 )
 
-# A page of a board. KEYS: board, names. ARGV: first, last (0-based, inclusive).
-# Returns {size, {user, score, ...}, {name, ...}}.
+# Whether a program's boards may be incomplete: a rebuild is running, or the generation
+# marker is gone (Redis lost the boards; the worker rebuilds them). 1 or 0.
+REBUILDING = """
+local function rebuilding(lock, marker)
+  if redis.call('EXISTS', lock) == 1 or redis.call('EXISTS', marker) == 0 then return 1 end
+  return 0
+end
+"""
+
+# A page of a board. KEYS: board, names, rebuilding, generation. ARGV: first, last
+# (0-based, inclusive). Returns {size, {user, score, ...}, {name, ...}, rebuilding (0/1)}.
 PAGE = Script(
-    """
+    REBUILDING
+    + """
 local rows = redis.call('ZRANGE', KEYS[1], ARGV[1], ARGV[2], 'WITHSCORES')
 local users = {}
 for i = 1, #rows, 2 do users[#users + 1] = rows[i] end
 local names = {}
 if #users > 0 then names = redis.call('HMGET', KEYS[2], unpack(users)) end
-return {redis.call('ZCARD', KEYS[1]), rows, names}
+return {redis.call('ZCARD', KEYS[1]), rows, names, rebuilding(KEYS[3], KEYS[4])}
 """
 )
 
-# A user and up to k ranks either side. KEYS: board, names. ARGV: user, k.
-# Returns {rank or -1, size, first, {user, score, ...}, {name, ...}, known (0/1)}.
+# A user and up to k ranks either side. KEYS: board, names, rebuilding, generation.
+# ARGV: user, k. Returns {rank or -1, size, first, {user, score, ...}, {name, ...},
+# known (0/1), rebuilding (0/1)}.
 AROUND = Script(
-    """
+    REBUILDING
+    + """
 local size = redis.call('ZCARD', KEYS[1])
 local rank = redis.call('ZRANK', KEYS[1], ARGV[1])
+local busy = rebuilding(KEYS[3], KEYS[4])
 if not rank then
-  return {-1, size, 0, {}, {}, redis.call('HEXISTS', KEYS[2], ARGV[1])}
+  return {-1, size, 0, {}, {}, redis.call('HEXISTS', KEYS[2], ARGV[1]), busy}
 end
 local k = tonumber(ARGV[2])
 local first = rank - k
@@ -177,16 +190,18 @@ if first < 0 then first = 0 end
 local rows = redis.call('ZRANGE', KEYS[1], first, rank + k, 'WITHSCORES')
 local users = {}
 for i = 1, #rows, 2 do users[#users + 1] = rows[i] end
-return {rank, size, first, rows, redis.call('HMGET', KEYS[2], unpack(users)), 1}
+return {rank, size, first, rows, redis.call('HMGET', KEYS[2], unpack(users)), 1, busy}
 """
 )
 
-# A user's rank on several boards. KEYS: the boards. ARGV: user.
-# Returns {rank or -1, score or '', size, ...} per board.
+# A user's rank on several boards. KEYS: rebuilding, generation, the boards. ARGV: user.
+# Returns {rebuilding (0/1), then rank or -1, score or '', size per board}.
 RANKS = Script(
-    """
-local out = {}
-for _, key in ipairs(KEYS) do
+    REBUILDING
+    + """
+local out = {rebuilding(KEYS[1], KEYS[2])}
+for i = 3, #KEYS do
+  local key = KEYS[i]
   local rank = redis.call('ZRANK', key, ARGV[1])
   out[#out + 1] = rank or -1
   out[#out + 1] = redis.call('ZSCORE', key, ARGV[1]) or ''
@@ -196,8 +211,9 @@ return out
 """
 )
 
-# Finish a rebuild: swap the scratch keys in. KEYS: registry, hidden, names, applied,
-# rebuilding. ARGV: token, now (ms), {"boards": [[board, twin, scratch, scratch twin,
+# Finish a rebuild: swap the scratch keys in, and set the boards' generation (the
+# rebuild's token). KEYS: registry, hidden, names, applied, rebuilding, generation.
+# ARGV: token, now (ms), {"boards": [[board, twin, scratch, scratch twin,
 # seconds to live or 0]], "hidden": scratch hidden, "names": scratch names, "applied": [ids]}.
 # Returns 1, or -1 if the rebuild no longer holds the lock.
 SWAP = Script(
@@ -229,6 +245,7 @@ if redis.call('EXISTS', data.names) == 1 then
   redis.call('PERSIST', KEYS[3])
 end
 for _, id in ipairs(data.applied) do redis.call('ZADD', KEYS[4], ARGV[2], id) end
+redis.call('SET', KEYS[6], ARGV[1])
 redis.call('DEL', KEYS[5])
 return 1
 """
