@@ -370,3 +370,36 @@ def commands(command: Any, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, .
         return
     for name, child in children.items():
         yield from commands(child, (*path, name))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_worker_stops_cleanly(tmp_path: Path, signum: int) -> None:
+    data_dir = tmp_path / "data"
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        worker = subprocess.Popen(
+            [str(BIN / "rewards"), "worker"],
+            cwd=tmp_path,
+            env={**environment(data_dir), "PYTHONUNBUFFERED": "1"},
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + START_SECONDS
+        while not (data_dir / "redis.sock").exists():
+            assert worker.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        client = redis.Redis(unix_socket_path=str(data_dir / "redis.sock"))
+        while not client.keys("*health-check*"):  # arq is polling its queue
+            assert worker.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        client.close()
+        worker.send_signal(signum)
+        assert worker.wait(timeout=60) == 0, log.read_text()
+        assert "Traceback" not in log.read_text()
+        wait_until_gone(servers_for(data_dir))
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
