@@ -81,8 +81,8 @@ def server(*, workers: int, data_dir: Path, extra_args: list[str] | None = None)
 
 @contextmanager
 def worker(*, data_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """``rewards worker`` in a child process (stderr to ``data_dir/worker.log``). Give it
-    the server's Redis through ``REWARDS_REDIS_URL``: an embedded one is per process."""
+    """``rewards worker`` in a child process (stderr to ``data_dir/worker.log``). On the
+    same ``data_dir`` it shares the server's embedded Redis."""
     data_dir.mkdir(parents=True, exist_ok=True)
     with (data_dir / "worker.log").open("ab") as log:
         process = subprocess.Popen(

@@ -216,7 +216,7 @@ async def _serve_one(
             app = create_app(settings, runtime=rt)
             bound = api_socket.getsockname()
             server = Server(uvicorn.Config(app, host=bound[0], port=bound[1], log_level="info"))
-            typer.echo(f"API on {settings.public_url if settings.public_url else bound}")
+            typer.echo(f"API on http://{bound[0]}:{bound[1]}")
             stop.server = server
             server.should_exit = stop.requested
             await server.serve(sockets=[api_socket])
