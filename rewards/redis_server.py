@@ -64,6 +64,12 @@ class EmbeddedRedis:
         if self._stopped:
             return
         self._stopped = True
+        try:
+            self._leave()
+        except OSError:  # the data folder is gone: the supervisor stops the server itself
+            self.users.close()
+
+    def _leave(self) -> None:
         keeper: int | None = None
         with locked(self.data_dir / LOCK_FILE):
             try:

@@ -103,7 +103,7 @@ def supervise(data_dir: Path, command: list[str]) -> int:
                 if unused(users):
                     stop_process(process)  # redis-server removes its socket as it stops
                     break
-    except _Stop:
+    except (_Stop, OSError):  # asked to stop, or the data folder is gone
         pass
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # finish the clean-up
