@@ -39,8 +39,9 @@ class SandboxGifq:
 
 
 def has_gifq(settings: dict[str, object] | None) -> bool:
-    settings = settings or {}
-    return bool(settings.get("gifq_base_url") or settings.get("gifq_api_token"))
+    """Whether the program names a GIFQ to pay through (clearing ``gifq_base_url`` makes
+    the next ``serve --with-sandbox`` wire it again, e.g. after a change of sandbox port)."""
+    return bool((settings or {}).get("gifq_base_url"))
 
 
 async def wire_program(session: AsyncSession, program: Program, sandbox: SandboxGifq) -> bool:
