@@ -10,10 +10,12 @@ copy, differs from the database's, and ``healing`` rebuilds the boards.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -22,6 +24,7 @@ from rewards.db.models import Program
 from rewards.leaderboards.keys import ProgramKeys
 
 GENERATIONS = LeaderboardGeneration
+log = logging.getLogger("rewards.leaderboards")
 
 
 def new_generation() -> str:
@@ -48,10 +51,14 @@ async def start_generation(
 ) -> None:
     """A new program's (empty) boards are complete: give them a generation in Redis, and
     in ``session``'s transaction. If that transaction rolls back, the marker is a stray key
-    of a program that does not exist, read by nobody."""
+    of a program that does not exist, read by nobody; if Redis is unreachable, the worker's
+    heal sets it later (with an empty rebuild)."""
     generation = new_generation()
-    await redis.set(keys.generation, generation)
     session.add(LeaderboardGeneration(program_id=program_id, generation=generation, built_at=now))
+    try:
+        await redis.set(keys.generation, generation)
+    except (RedisError, OSError) as exc:
+        log.warning("program %s: no generation marker in Redis yet (%s)", program_id, exc)
 
 
 async def database_generations(

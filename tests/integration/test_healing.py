@@ -3,16 +3,22 @@ cron, and reads say ``rebuilding`` meanwhile. Real database and Redis throughout
 
 from __future__ import annotations
 
+import dataclasses
+import uuid
 from typing import Any
 
+import httpx
 from arq.cron import CronJob
+from redis.asyncio import Redis
 from sqlalchemy import select
 
+from api.app import create_app
+from bench.common import free_port
 from rewards.db.leaderboard_models import LeaderboardGeneration
 from rewards.leaderboards import healing, outbox
 from rewards.leaderboards.keys import program_keys
 from rewards.runtime import Runtime
-from tests.conftest import Clock, ProgramClient
+from tests.conftest import PLATFORM_KEY, Clock, ProgramClient
 from tests.integration.test_leaderboards import RULES, dump, earn, wipe
 from workers import worker
 
@@ -144,3 +150,25 @@ async def test_the_worker_runs_the_heal_every_minute_and_at_startup(runtime: Run
     assert job.run_at_startup and job.unique
     assert (job.minute, job.second) == (None, 0)  # every minute, on the minute
     assert worker.leaderboards_heal in worker.FUNCTIONS
+
+
+async def test_a_program_created_while_redis_is_down_gets_its_marker_from_the_heal(
+    runtime: Runtime,
+) -> None:
+    down = Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1)
+    app = create_app(runtime.settings, runtime=dataclasses.replace(runtime, redis=down))
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    program_id = f"down-{uuid.uuid4().hex[:8]}"
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://rewards.test") as http:
+            response = await http.post(
+                "/v1/programs",
+                json={"id": program_id, "name": "Down"},
+                headers={"Authorization": f"Bearer {PLATFORM_KEY}"},
+            )
+    finally:
+        await down.aclose()
+    assert response.status_code == 201, response.text
+    assert await healing.stale_programs(runtime, [program_id]) == [program_id]
+    await healing.heal(runtime, [program_id])
+    assert await healing.stale_programs(runtime, [program_id]) == []
