@@ -52,15 +52,18 @@ async def heal(rt: Runtime, program_ids: list[str] | None = None) -> HealReport:
     report = HealReport()
     for program_id in await stale_programs(rt, program_ids):
         try:
-            rebuilt = await rebuild(rt, program_id)
+            report.rebuilt.append(await rebuild(rt, program_id))
         except Conflict:
             report.busy.append(program_id)
-            continue
+    if report.rebuilt:
+        names = [r.program_id for r in report.rebuilt]
         log.warning(
-            "leaderboards of '%s' were missing from Redis; rebuilt %d boards from %d postings",
-            program_id,
-            rebuilt.boards,
-            rebuilt.postings,
+            "Redis had lost the leaderboards of %d program(s) (%s%s); rebuilt %d boards "
+            "from %d postings",
+            len(names),
+            ", ".join(names[:10]),
+            ", ..." if len(names) > 10 else "",
+            sum(r.boards for r in report.rebuilt),
+            sum(r.postings for r in report.rebuilt),
         )
-        report.rebuilt.append(rebuilt)
     return report
