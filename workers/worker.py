@@ -31,6 +31,7 @@ from rewards.settings import Settings
 from workers import fulfilment
 
 log = logging.getLogger("rewards.worker")
+HEAL_TIMEOUT_SECONDS = 3600
 
 
 async def expire_points(ctx: dict[str, Any]) -> int:
@@ -81,7 +82,8 @@ FUNCTIONS: list[Function | WorkerCoroutine] = [
 CRON_JOBS = [
     cron(expire_points, minute=set(range(0, 60, 10)), run_at_startup=True, unique=True),
     cron(leaderboards_sweep, run_at_startup=True, unique=True),
-    cron(leaderboards_heal, run_at_startup=True, unique=True),
+    # A heal may rebuild many programs, or a large one: more than arq's 300 s default.
+    cron(leaderboards_heal, run_at_startup=True, unique=True, timeout=HEAL_TIMEOUT_SECONDS),
     cron(leaderboards_snapshots, minute=set(range(5, 60, 10)), run_at_startup=True, unique=True),
     cron(fulfilment.rewards_sweep, unique=True),
     cron(fulfilment.rewards_reconcile, minute=set(range(2, 60, 5)), unique=True),
