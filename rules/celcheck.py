@@ -197,6 +197,10 @@ def attribute_shape(kind: str) -> Shape:
     }.get(kind, DYN)
 
 
+def _named_shape(shape: Shape, name: str) -> Shape:
+    return Shape(shape.kind, shape.length, shape.elem, shape.fields, name)
+
+
 def variables(attributes: Mapping[str, str] | None = None) -> dict[str, Shape]:
     """``event`` and ``user``; with ``attributes`` (name → declared type), the event's
     attributes are a closed structure of those names."""
@@ -205,7 +209,10 @@ def variables(attributes: Mapping[str, str] | None = None) -> dict[str, Shape]:
         event_fields["attributes"] = Shape(
             "struct",
             MAX_ITEMS,
-            fields={name: attribute_shape(kind) for name, kind in attributes.items()},
+            fields={
+                name: _named_shape(attribute_shape(kind), f"event.attributes.{name}")
+                for name, kind in attributes.items()
+            },
             name="event.attributes",
         )
     return {

@@ -21,7 +21,7 @@ import re
 from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from croniter import croniter
 from pydantic import (
@@ -43,6 +43,9 @@ from rules.yamlsrc import validate
 
 COHORT_FIELDS: tuple[str, ...] = ("department", "role", "tier", "country", "tenure")
 """Directory fields a challenge's cohort can name; ``attributes.<name>`` names a custom one."""
+
+MAX_CHALLENGES = 200
+"""The most challenges one file may hold."""
 
 MAX_MULTIPLIER = Decimal(1000)
 """No single multiplier (nor ``max_multiplier``) may exceed this: a typo guard."""
@@ -243,6 +246,8 @@ class Challenge(Frozen):
 
 class ChallengeSet(Frozen):
     """A whole challenges file. Load it with ``load_challenges``."""
+
+    LIMITS: ClassVar[dict[str, int]] = {"challenges": MAX_CHALLENGES}
 
     version: Literal[1] = 1
     max_multiplier: Multiplier | None = None

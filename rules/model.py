@@ -15,14 +15,15 @@ Extensions to RULES.md (documented in the README's YAML reference):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import date
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from annotated_types import MinLen
+from annotated_types import MaxLen, MinLen
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -36,6 +37,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from rules.celcheck import ATTRIBUTE_TYPES, CheckError, analyze
 from rules.cohort import Cohort
 from rules.duration import IsoDuration
 from rules.explain import describe
@@ -297,6 +299,93 @@ class Budgets(Frozen):
         return self.monthly.get(currency)
 
 
+_ATTRIBUTE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MAX_ATTRIBUTES = 100
+"""The most attributes one event type may declare."""
+
+
+def _attribute_type(value: Any) -> str:
+    if not isinstance(value, str) or value.removesuffix("?") not in ATTRIBUTE_TYPES:
+        raise PydanticCustomError(
+            "invalid_value",
+            f"an attribute's type is one of {', '.join(ATTRIBUTE_TYPES)}, with a trailing ? "
+            f"when the attribute may be left out, got {describe(value)}",
+        )
+    return value
+
+
+def _attribute_name(value: Any) -> str:
+    if not isinstance(value, str) or not _ATTRIBUTE_NAME.fullmatch(value):
+        raise PydanticCustomError(
+            "invalid_value",
+            "an attribute name uses letters, digits and '_' and does not start with a digit, "
+            f"got {describe(value)}",
+        )
+    return value
+
+
+AttributeType = Annotated[str, PlainValidator(_attribute_type)]
+AttributeName = Annotated[str, PlainValidator(_attribute_name)]
+
+
+class EventDeclaration(Frozen):
+    """The attributes an event type carries: name → type (``string``, ``number``,
+    ``integer``, ``boolean``, ``list``, ``map``, ``timestamp``; ``?`` when optional).
+
+    Expressions on the type are checked against them at load, and an event of the type
+    whose attributes don't match is rejected. Undeclared attributes are allowed on the
+    event but cannot be read by an expression."""
+
+    attributes: Annotated[dict[AttributeName, AttributeType], MaxLen(MAX_ATTRIBUTES)] = {}
+
+    @property
+    def kinds(self) -> dict[str, str]:
+        """Attribute name → type, without the optional marker."""
+        return {name: kind.removesuffix("?") for name, kind in self.attributes.items()}
+
+    @property
+    def required(self) -> frozenset[str]:
+        """The attributes an event must carry."""
+        return frozenset(name for name, kind in self.attributes.items() if not kind.endswith("?"))
+
+
+def _expression_errors(ruleset: RuleSet) -> list[InitErrorDetails]:
+    """Type-check every rule's and streak's expressions against declared attributes."""
+    errors: list[InitErrorDetails] = []
+    checks: list[tuple[tuple[str | int, ...], Expr, str, Literal["bool", "number"]]] = []
+    for index, rule in enumerate(ruleset.rules):
+        if rule.when is not None:
+            checks.append((("rules", index, "when"), rule.when, rule.event, "bool"))
+        if isinstance(rule.points, Expr):
+            checks.append((("rules", index, "points"), rule.points, rule.event, "number"))
+    for index, streak in enumerate(ruleset.streaks):
+        if streak.when is not None:
+            for event_type in streak.events:
+                checks.append((("streaks", index, "when"), streak.when, event_type, "bool"))
+    for at, expr, event_type, want in checks:
+        declared = ruleset.events.get(event_type)
+        try:
+            analyze(expr.source, attributes=None if declared is None else declared.kinds, want=want)
+        except CheckError as exc:
+            where = f" (event type {event_type} declares its attributes)" if declared else ""
+            errors.append(
+                InitErrorDetails(
+                    type=PydanticCustomError(
+                        "invalid_expression",
+                        "{detail}",
+                        {
+                            "detail": exc.message + where,
+                            "text_line": exc.line,
+                            "text_column": exc.column,
+                        },
+                    ),
+                    loc=at,
+                    input=expr.source,
+                )
+            )
+    return errors
+
+
 def _unique(items: Sequence[Any], *, what: str, key: str, loc: tuple[str, ...]) -> None:
     first: dict[str, int] = {}
     errors: list[InitErrorDetails] = []
@@ -320,8 +409,20 @@ def _unique(items: Sequence[Any], *, what: str, key: str, loc: tuple[str, ...]) 
         raise ValidationError.from_exception_data("duplicates", errors)
 
 
+LIMITS: dict[str, int] = {
+    "cohorts": 50,
+    "rules": 1_000,
+    "streaks": 100,
+    "thresholds": 100,
+    "events": 1_000,
+}
+"""The most entries each list (or mapping) of a rules file may hold."""
+
+
 class RuleSet(Frozen):
     """A whole rules file. Load it with ``rules.load_rules``."""
+
+    LIMITS: ClassVar[dict[str, int]] = LIMITS
 
     version: Literal[1]
     timezone: TimezoneName | None = None
@@ -333,6 +434,7 @@ class RuleSet(Frozen):
     streaks: tuple[Streak, ...] = ()
     thresholds: tuple[Threshold, ...] = ()
     budgets: Budgets | None = None
+    events: dict[EventType, EventDeclaration] = {}
 
     _by_event: dict[str, tuple[Rule, ...]] = PrivateAttr(default_factory=dict)
     _event_types: frozenset[str] = PrivateAttr(default=frozenset())
@@ -371,6 +473,13 @@ class RuleSet(Frozen):
     def _unique_thresholds(cls, thresholds: tuple[Threshold, ...]) -> tuple[Threshold, ...]:
         _unique(thresholds, what="threshold id", key="id", loc=("thresholds",))
         return thresholds
+
+    @model_validator(mode="after")
+    def _expressions_fit(self) -> RuleSet:
+        errors = _expression_errors(self)
+        if errors:
+            raise ValidationError.from_exception_data("expressions", errors)
+        return self
 
     def model_post_init(self, context: Any, /) -> None:
         by_event: dict[str, list[Rule]] = {}
