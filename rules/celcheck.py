@@ -684,7 +684,15 @@ class _Walk:
         ):
             raise self.fail(node, f"'{op}' cannot combine {_a(left)} and {_a(right)}")
         if left.kind in NUMERIC and right.kind in NUMERIC:
-            if "num" not in (left.kind, right.kind) and left.kind != right.kind:
+            if "num" in (left.kind, right.kind):
+                loose = left if left.kind == "num" else right
+                raise self.fail(
+                    node,
+                    f"{_a(loose)} may be an int or a double, and CEL does not mix them in "
+                    f"'{op}': convert it first, e.g. double(...) or int(...), "
+                    "or declare the attribute as integer",
+                )
+            if left.kind != right.kind:
                 raise self.fail(
                     node,
                     f"'{op}' cannot mix {_a(left)} and {_a(right)}; CEL does not "

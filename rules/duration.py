@@ -190,7 +190,7 @@ def _validate(value: Any) -> IsoDuration:
         duration = IsoDuration.parse(value)
     except DurationError as exc:
         raise PydanticCustomError("invalid_duration", str(exc)) from exc
-    if duration.longest_days > MAX_YEARS * 366:
+    if duration.longest_days > IsoDuration(years=MAX_YEARS).longest_days:
         raise PydanticCustomError(
             "invalid_duration",
             f"{value} is longer than {MAX_YEARS} years (P{MAX_YEARS}Y), the longest allowed",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
@@ -49,7 +50,8 @@ async def put_challenges(
 )
 async def validate_challenges(request: Request, principal: Admin) -> dict[str, Any]:
     """Check a challenges file without applying it."""
-    challenges = challenge_service.compile_challenges(await _yaml_text(request))
+    text = await _yaml_text(request)
+    challenges = await asyncio.to_thread(challenge_service.compile_challenges, text)
     return {"valid": True, "challenges": [challenge.id for challenge in challenges.challenges]}
 
 

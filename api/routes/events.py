@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -87,7 +88,7 @@ async def simulate(
     connection = await session.connection()
     context = await program_context(rt, connection, principal.program_id)
     if candidate is not None:
-        rules = compile_rules(candidate)
+        rules = await asyncio.to_thread(compile_rules, candidate)
         context = replace(
             context,
             rules=rules,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
@@ -103,6 +104,6 @@ async def _ruleset(
     )
     if source is None:
         raise NotFound(f"no rule set version {version}")
-    ruleset = compile_rules(source)
+    ruleset = await asyncio.to_thread(compile_rules, source)
     rt.rule_sets[(program_id, version)] = ruleset
     return ruleset

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,7 +30,8 @@ async def put_rules(
     rt: Runtime, session: AsyncSession, *, program_id: str, source: str, author_key_id: str | None
 ) -> tuple[RuleSetVersion, bool]:
     """Validate and activate a rule set. Returns the active version and whether it changed."""
-    ruleset = compile_rules(source)
+    # Parsing and checking a large file takes CPU time: off the event loop.
+    ruleset = await asyncio.to_thread(compile_rules, source)
     program = await session.get(Program, program_id, with_for_update=True)
     if program is None:
         raise NotFound(f"no program '{program_id}'")
