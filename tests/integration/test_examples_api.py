@@ -11,6 +11,7 @@ from tests.conftest import ProgramClient, event
 ROOT = Path(__file__).resolve().parents[2] / "examples"
 RULES = sorted((ROOT / "rules").glob("*.yaml"))
 CHALLENGES = sorted((ROOT / "challenges").glob("*.yaml"))
+TEXT = {path: path.read_text() for path in (*RULES, *CHALLENGES)}
 ATTRIBUTES = {"amount": 5000, "stage": "won", "tags": ["security"], "points": 5, "minutes": 45}
 
 
@@ -27,7 +28,7 @@ def first_event_type(source: str) -> str:
 async def test_each_rules_example_uploads_and_runs_an_event(
     program: ProgramClient, path: Path
 ) -> None:
-    source = path.read_text()
+    source = TEXT[path]
     response = await program.put_rules(source)
     assert response.status_code == 200, response.text
     await program.put_user(
@@ -48,7 +49,7 @@ async def test_each_rules_example_uploads_and_runs_an_event(
 async def test_each_challenges_example_uploads_and_runs_an_event(
     program: ProgramClient, path: Path
 ) -> None:
-    source = path.read_text()
+    source = TEXT[path]
     yaml = {"Content-Type": "application/yaml"}
     response = await program.request("PUT", "/v1/challenges", content=source, headers=yaml)
     assert response.status_code == 200, response.text
