@@ -38,6 +38,9 @@ MAX_CHARS = 65_536
 """The longest string read from an event or user that an expression will work on."""
 COST_BUDGET = 2_000_000
 """The most an expression may cost (about a nanosecond per unit, so about 2 ms)."""
+EVENT_COST_BUDGET = 5_000_000
+"""The most the expressions one event may run may cost together, per file (rules,
+streaks; challenges), so that many cheap rules on one event type stay cheap too."""
 MAX_COMPREHENSION_DEPTH = 2
 """``all``/``exists``/``exists_one``/``map``/``filter`` nested no deeper than this."""
 MAX_EXPRESSION_LENGTH = 4_000
@@ -638,7 +641,7 @@ class _Walk:
             path = self.path_of(node.args[1])
             if path is not None:
                 self.wholes.add(path)
-            length = right.length if right.kind != "dyn" else MAX_ITEMS
+            length = _items(right)
             return BOOL, cost + length * (_NODE + _compare_cost(left, right.item()))
         if op in ("==", "!="):
             if not _comparable(left, right, ordered=False):
@@ -787,7 +790,7 @@ class _Walk:
         var = node.args[0].text
         if var in self.roots:
             raise self.fail(node.args[0], f"'{var}' is taken; name the variable something else")
-        length = target.length if target.kind != "dyn" else MAX_ITEMS
+        length = _items(target)
         if target.kind == "list":
             item = target.item()
         elif target.kind == "dyn":
@@ -827,6 +830,14 @@ def _temporal(walk: _Walk, node: Node, op: str, left: Shape, right: Shape) -> Sh
     if pair in results:
         return results[pair]
     raise walk.fail(node, f"'{op}' cannot combine {_a(left)} and {_a(right)}")
+
+
+def _items(shape: Shape) -> int:
+    """How many entries a list or map may hold; for a value of unknown type, as many as
+    the lists it may have been concatenated from (``MAX_ITEMS`` per ``MAX_CHARS``)."""
+    if shape.kind == "dyn":
+        return -(-shape.length // MAX_CHARS) * MAX_ITEMS
+    return shape.length
 
 
 def _compare_cost(left: Shape, right: Shape) -> int:

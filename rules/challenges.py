@@ -28,17 +28,19 @@ from pydantic import (
     PlainSerializer,
     PlainValidator,
     PrivateAttr,
+    ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
+from rules.celcheck import EVENT_COST_BUDGET
 from rules.duration import IsoDuration
 from rules.errors import RulesInvalid
 from rules.explain import describe, suggest
 from rules.expr import Expr
 from rules.fields import EventType, Name, PositiveInt, Slug, TimezoneName
-from rules.model import Frozen, _unique
+from rules.model import Frozen, _unique, over_event_budget
 from rules.yamlsrc import validate
 
 COHORT_FIELDS: tuple[str, ...] = ("department", "role", "tier", "country", "tenure")
@@ -260,6 +262,22 @@ class ChallengeSet(Frozen):
     def _unique_ids(cls, challenges: tuple[Challenge, ...]) -> tuple[Challenge, ...]:
         _unique(challenges, what="challenge id", key="id", loc=("challenges",))
         return challenges
+
+    @model_validator(mode="after")
+    def _within_budget(self) -> ChallengeSet:
+        spent: dict[str, int] = {}
+        errors = []
+        for index, challenge in enumerate(self.challenges):
+            if challenge.when is None:
+                continue
+            spent[challenge.event] = spent.get(challenge.event, 0) + challenge.when.cost
+            went_over = spent[challenge.event] - challenge.when.cost <= EVENT_COST_BUDGET
+            if spent[challenge.event] > EVENT_COST_BUDGET and went_over:
+                at = ("challenges", index, "when")
+                errors.append(over_event_budget(at, challenge.when, challenge.event))
+        if errors:
+            raise ValidationError.from_exception_data("expressions", errors)
+        return self
 
     def model_post_init(self, context: Any, /) -> None:
         by_event: dict[str, list[Challenge]] = {}

@@ -94,6 +94,7 @@ class Expr:
     source: str
     program: cel.Program = field(compare=False, repr=False)
     reads: frozenset[tuple[str, ...]] = field(compare=False, repr=False, default=frozenset())
+    cost: int = field(compare=False, repr=False, default=0)
 
     @classmethod
     def compile(cls, source: str) -> Expr:
@@ -108,7 +109,7 @@ class Expr:
             analysis = analyze(source)
         except CheckError as exc:
             raise ExprCompileError(exc.message, line=exc.line, column=exc.column) from exc
-        return cls(source, program, analysis.reads)
+        return cls(source, program, analysis.reads, analysis.cost)
 
     def evaluate(self, activation: Mapping[str, Any]) -> Any:
         """Evaluate against ``activation`` (``{"event": ..., "user": ...}``).

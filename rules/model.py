@@ -37,7 +37,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from rules.celcheck import ATTRIBUTE_TYPES, CheckError, analyze
+from rules.celcheck import ATTRIBUTE_TYPES, EVENT_COST_BUDGET, CheckError, analyze
 from rules.cohort import Cohort
 from rules.duration import IsoDuration
 from rules.explain import describe
@@ -305,11 +305,19 @@ MAX_ATTRIBUTES = 100
 
 
 def _attribute_type(value: Any) -> str:
+    if isinstance(value, Mapping) and set(value) <= {"type", "optional"} and "type" in value:
+        optional = value.get("optional", False)
+        if not isinstance(optional, bool):
+            raise PydanticCustomError(
+                "invalid_type", f"optional is true or false, got {describe(optional)}"
+            )
+        value = f"{value['type']}?" if optional else value["type"]
     if not isinstance(value, str) or value.removesuffix("?") not in ATTRIBUTE_TYPES:
         raise PydanticCustomError(
             "invalid_value",
             f"an attribute's type is one of {', '.join(ATTRIBUTE_TYPES)}, with a trailing ? "
-            f"when the attribute may be left out, got {describe(value)}",
+            "(or {type: string, optional: true}) when the attribute may be left out, "
+            f"got {describe(value)}",
         )
     return value
 
@@ -349,6 +357,21 @@ class EventDeclaration(Frozen):
         return frozenset(name for name, kind in self.attributes.items() if not kind.endswith("?"))
 
 
+def over_event_budget(at: tuple[str | int, ...], expr: Expr, event_type: str) -> InitErrorDetails:
+    """The error for an expression that takes an event type's expressions over budget."""
+    return InitErrorDetails(
+        type=PydanticCustomError(
+            "invalid_expression",
+            "the expressions on event type {event_type} may cost more than {budget} units "
+            "per event together (about 5 ms); this one takes them over: merge or "
+            "simplify rules",
+            {"event_type": event_type, "budget": f"{EVENT_COST_BUDGET:,}"},
+        ),
+        loc=at,
+        input=expr.source,
+    )
+
+
 def _expression_errors(ruleset: RuleSet) -> list[InitErrorDetails]:
     """Type-check every rule's and streak's expressions against declared attributes."""
     errors: list[InitErrorDetails] = []
@@ -362,7 +385,13 @@ def _expression_errors(ruleset: RuleSet) -> list[InitErrorDetails]:
         if streak.when is not None:
             for event_type in streak.events:
                 checks.append((("streaks", index, "when"), streak.when, event_type, "bool"))
+    spent: dict[str, int] = {}
     for at, expr, event_type, want in checks:
+        spent[event_type] = spent.get(event_type, 0) + expr.cost
+        if spent[event_type] > EVENT_COST_BUDGET:
+            if spent[event_type] - expr.cost <= EVENT_COST_BUDGET:  # report it once
+                errors.append(over_event_budget(at, expr, event_type))
+            continue
         declared = ruleset.events.get(event_type)
         try:
             analyze(expr.source, attributes=None if declared is None else declared.kinds, want=want)
