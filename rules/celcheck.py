@@ -46,12 +46,14 @@ MAX_COMPREHENSION_DEPTH = 2
 MAX_EXPRESSION_LENGTH = 4_000
 """The longest expression text accepted, in characters."""
 
-# Measured on the CEL library (see the module docstring of rules.expr): a node is
-# about 20 ns; building a list by ``map``/``filter`` copies the list at every step
-# (quadratic, about 40 ns per element copied); copying or scanning text is well
-# under a nanosecond per byte; a list literal costs about 200 ns per element.
+# Measured on the CEL library (bench/rules_limits.py): a node is about 20 ns;
+# ``map``/``filter`` copy the result so far at every step (quadratic): about 40 ns per
+# number copied, a string's length at about 8 bytes per ns, and a map or list about
+# 1 µs and more; scanning text is well under a nanosecond per byte; a list literal
+# costs about 200 ns per element.
 _NODE = 20
-_COPY = 20
+_COPY = 40
+_COPY_CONTAINER = 1_000
 _LITERAL_ITEM = 200
 
 AttrKind = Literal["string", "number", "integer", "boolean", "list", "map", "timestamp"]
@@ -151,6 +153,7 @@ NULL = Shape("null")
 TIMESTAMP = Shape("timestamp")
 DURATION = Shape("duration")
 TYPE = Shape("type")
+SCALAR = Shape("dyn", 0)  # unknown, but a number, timestamp or duration: nothing to scan
 NUMERIC = frozenset({"int", "uint", "double", "num"})
 
 
@@ -676,7 +679,7 @@ class _Walk:
                 raise self.fail(node, f"'+' cannot combine {_a(left)} and {_a(right)}")
             length = left.length + right.length
             elem = _join([left.item(), right.item()])
-            return Shape("list", length, elem), cost + _COPY * length
+            return Shape("list", length, elem), cost + _copy_cost(elem) * length
         if left.kind in ("list", "map", "bool", "null", "type", "struct") or right.kind in (
             "list",
             "map",
@@ -703,7 +706,11 @@ class _Walk:
                 )
             return (left if left.kind != "num" else right), cost
         if left.kind == "dyn" or right.kind == "dyn":
-            return (left if left.kind != "dyn" else right) if op in "+-" else DYN, cost
+            known = left if left.kind != "dyn" else right
+            if known.kind != "dyn":
+                return (NUM if known.kind in NUMERIC else SCALAR), cost
+            # dyn - dyn, dyn * dyn...: a number, a timestamp or a duration, never large.
+            return SCALAR, cost
         return _temporal(self, node, op, left, right), cost
 
     def call(self, node: Node, scope: Mapping[str, Shape], depth: int) -> tuple[Shape, int]:
@@ -741,7 +748,7 @@ class _Walk:
             scan = _text_length(first) // 8 if name == "contains" else 0
             return BOOL, cost + scan + _text_length(shapes[1])
         if name == "size":
-            return INT, cost + _text_length(first) // 8
+            return INT, cost + _text_length(first) // 64
         if name in ("int", "uint", "double", "string", "bytes", "timestamp", "duration"):
             if first.kind in ("list", "map", "struct"):
                 raise self.fail(node, f"{name}() cannot convert {_a(first)}")
@@ -800,14 +807,15 @@ class _Walk:
         inner = {**scope, var: item}
         bodies = [self.walk(arg, inner, depth + 1) for arg in node.args[1:]]
         step = sum(c for _, c in bodies) + _NODE
-        if name in ("all", "exists", "exists_one") or (name == "map" and len(bodies) == 3):
+        if name in ("all", "exists", "exists_one"):
             self.want_bool(node.args[1], bodies[0][0], f"{name}()'s condition")
         if name == "map" and len(bodies) == 2:
             self.want_bool(node.args[1], bodies[0][0], "map()'s filter")
         total = cost + length * step
         if name in ("map", "filter"):
-            total += _COPY * length * length
+            # The library rebuilds the result at every step, copying every element so far.
             elem = bodies[-1][0] if name == "map" else item
+            total += _copy_cost(elem) * length * (length + 1) // 2
             return Shape("list", length, elem), total
         return BOOL, total
 
@@ -830,6 +838,24 @@ def _temporal(walk: _Walk, node: Node, op: str, left: Shape, right: Shape) -> Sh
     if pair in results:
         return results[pair]
     raise walk.fail(node, f"'{op}' cannot combine {_a(left)} and {_a(right)}")
+
+
+def _copy_cost(shape: Shape) -> int:
+    """What copying one value of ``shape`` costs (the library's lists hold values, not
+    references: a string is copied byte by byte, a map entry by entry)."""
+    if shape.kind in ("string", "bytes"):
+        return _COPY + shape.length // 8
+    if shape.kind in ("list", "map", "struct"):
+        inner = (
+            _copy_cost(shape.elem) if shape.elem is not None and shape.elem is not shape else _COPY
+        )
+        return _COPY_CONTAINER + shape.length * inner
+    if shape.kind == "dyn" and shape.length == 0:
+        return _COPY
+    if shape.kind == "dyn":
+        # Anything: a long string, or a map or list of MAX_ITEMS values.
+        return max(_COPY + shape.length // 8, _COPY_CONTAINER + MAX_ITEMS * _COPY_CONTAINER)
+    return _COPY
 
 
 def _items(shape: Shape) -> int:

@@ -27,7 +27,7 @@ ACCEPTED = [
     '"security" in event.attributes.tags && user.department != "security"',
     'user.tenure_band == "0-1y" ? 40 : 25',
     'event.attributes.tags.exists(t, t.startsWith("sec"))',
-    "size(event.attributes.items.filter(i, i.price > 100)) > 2",
+    "event.attributes.items.map(i, i.price > 100 ? 1 : 0).size() > 2",
     'timestamp(user.hire_date + "T00:00:00Z") < event.occurred_at',
     "event.occurred_at.getHours() < 9 && event.occurred_at.getDayOfWeek() != 0",
     '(event.occurred_at - timestamp("2026-01-01T00:00:00Z")) > duration("24h")',
