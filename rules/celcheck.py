@@ -30,7 +30,7 @@ import difflib
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 MAX_ITEMS = 256
 """The most entries a list or map read from an event or user may hold for an expression."""
@@ -127,8 +127,7 @@ class CheckError(ValueError):
 # Shapes: what the checker knows about a value (its type and size bounds)
 
 
-@dataclass(frozen=True, slots=True)
-class Shape:
+class Shape(NamedTuple):
     """A value's type (``dyn`` when unknown), an upper bound on its length (items or
     characters), its elements' shape, and for a struct its fields."""
 
@@ -231,8 +230,7 @@ def variables(attributes: Mapping[str, str] | None = None) -> dict[str, Shape]:
 # Tokens and syntax tree
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
+class Token(NamedTuple):
     kind: str  # "int", "uint", "double", "string", "bytes", "ident", "op", "end"
     text: str
     at: int
@@ -278,8 +276,7 @@ def tokenize(source: str) -> list[Token]:
     return tokens
 
 
-@dataclass(frozen=True, slots=True)
-class Node:
+class Node(NamedTuple):
     kind: str  # literal, ident, select, index, call, list, map, unary, binary, cond
     at: int
     text: str = ""  # literal kind, identifier, field, function or operator
@@ -975,11 +972,17 @@ def analyze(
             f"and strings as {MAX_CHARS:,} characters, map() and filter() cost the square of "
             "their list's length, and nested comprehensions multiply; simplify it",
         )
-    if want == "bool" and shape.kind not in ("bool", "dyn"):
-        raise _error(source, 0, f"a condition must give true or false, but this gives {_a(shape)}")
-    if want == "number" and shape.kind not in (*NUMERIC, "dyn"):
-        raise _error(source, 0, f"points must be a whole number, but this gives {_a(shape)}")
+    if want is not None:
+        check_result(shape, want)
     return Analysis(shape, cost, walk.read_paths(), walk.max_depth)
+
+
+def check_result(shape: Shape, want: Literal["bool", "number"]) -> None:
+    """Raise ``CheckError`` (at 1:1) when a result of ``shape`` cannot be what is wanted."""
+    if want == "bool" and shape.kind not in ("bool", "dyn"):
+        raise CheckError(f"a condition must give true or false, but this gives {_a(shape)}")
+    if want == "number" and shape.kind not in (*NUMERIC, "dyn"):
+        raise CheckError(f"points must be a whole number, but this gives {_a(shape)}")
 
 
 def iter_paths(reads: frozenset[tuple[str, ...]]) -> Iterator[tuple[str, ...]]:

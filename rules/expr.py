@@ -56,7 +56,7 @@ from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
-from rules.celcheck import MAX_CHARS, MAX_ITEMS, CheckError, analyze
+from rules.celcheck import DYN, MAX_CHARS, MAX_ITEMS, CheckError, Shape, analyze
 
 VARIABLES: frozenset[str] = frozenset({"event", "user"})
 """The top-level names an expression may use."""
@@ -95,6 +95,7 @@ class Expr:
     program: cel.Program = field(compare=False, repr=False)
     reads: frozenset[tuple[str, ...]] = field(compare=False, repr=False, default=frozenset())
     cost: int = field(compare=False, repr=False, default=0)
+    result: Shape = field(compare=False, repr=False, default=DYN)
 
     @classmethod
     def compile(cls, source: str) -> Expr:
@@ -109,7 +110,7 @@ class Expr:
             analysis = analyze(source)
         except CheckError as exc:
             raise ExprCompileError(exc.message, line=exc.line, column=exc.column) from exc
-        return cls(source, program, analysis.reads, analysis.cost)
+        return cls(source, program, analysis.reads, analysis.cost, analysis.result)
 
     def evaluate(self, activation: Mapping[str, Any]) -> Any:
         """Evaluate against ``activation`` (``{"event": ..., "user": ...}``).

@@ -37,7 +37,13 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from rules.celcheck import ATTRIBUTE_TYPES, EVENT_COST_BUDGET, CheckError, analyze
+from rules.celcheck import (
+    ATTRIBUTE_TYPES,
+    EVENT_COST_BUDGET,
+    CheckError,
+    analyze,
+    check_result,
+)
 from rules.cohort import Cohort
 from rules.duration import IsoDuration
 from rules.explain import describe
@@ -394,7 +400,10 @@ def _expression_errors(ruleset: RuleSet) -> list[InitErrorDetails]:
             continue
         declared = ruleset.events.get(event_type)
         try:
-            analyze(expr.source, attributes=None if declared is None else declared.kinds, want=want)
+            if declared is None:  # checked when compiled; only the result's kind is left
+                check_result(expr.result, want)
+            else:
+                analyze(expr.source, attributes=declared.kinds, want=want)
         except CheckError as exc:
             where = f" (event type {event_type} declares its attributes)" if declared else ""
             errors.append(
