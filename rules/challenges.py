@@ -2,10 +2,10 @@
 
 A challenge is a time-limited override of the base points: while it runs, events of
 its type that meet its condition (and its cohort, and its limits) have their points
-multiplied and/or earn a bonus. See ``/work/shared/RULES.md`` and the README's YAML
+multiplied and/or earn a bonus. See ``docs/rules.md``, the YAML
 reference; ``engine.challenges`` holds the arithmetic.
 
-Extensions to RULES.md (documented in the README's YAML reference):
+Extensions to the original format (documented in ``docs/rules.md``):
 
 * ``description``: free text shown with the challenge;
 * ``version: 1`` may head the file, as in the rules file;

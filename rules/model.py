@@ -1,16 +1,19 @@
-"""The rules file (format v1, ``/work/shared/RULES.md``) as frozen pydantic models.
+"""The rules file (format v1, ``docs/rules.md``) as frozen pydantic models.
 
 Every model forbids unknown keys and is frozen; lists become tuples. Mappings
 (``by_country``, ``budgets``) are plain dicts: treat them as read-only.
 
-Extensions to RULES.md (documented in the README's YAML reference):
+Extensions to the original format (documented in ``docs/rules.md``):
 
 * ``max_future_skew`` (default ``PT5M``): an event whose ``occurred_at`` is
   further than this ahead of the receiving clock is rejected;
 * ``thresholds[].points_cost``: the points a reward uses up; by default the
   threshold's step (``every``, or for ``at`` the distance from the previous
   level);
-* ``thresholds[].ledger_account_id``: the GIFQ ledger account to pay from.
+* ``thresholds[].ledger_account_id``: the GIFQ ledger account to pay from;
+* ``events``: declared attributes of event types (``EventDeclaration``), which
+  type-check expressions and are checked on every event of the type;
+* size limits (``LIMITS``, and ``rules.yamlsrc``'s limits on the whole file).
 """
 
 from __future__ import annotations
