@@ -149,8 +149,9 @@ class Expr:
     def __deepcopy__(self, memo: dict[int, Any]) -> Expr:
         return self
 
-    def __reduce__(self) -> tuple[Any, tuple[str]]:
-        return (Expr.compile, (self.source,))
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # Checked already: unpickling (from a process that loaded the rules) only compiles.
+        return (_restore, (self.source, self.reads, self.cost, self.result))
 
     @classmethod
     def __get_pydantic_core_schema__(
@@ -166,6 +167,10 @@ class Expr:
         cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
         return {"type": "string", "description": "a CEL expression over event and user"}
+
+
+def _restore(source: str, reads: frozenset[tuple[str, ...]], cost: int, result: Shape) -> Expr:
+    return Expr(source, cel.compile(source), reads, cost, result)
 
 
 class Activation(Mapping[str, Any]):

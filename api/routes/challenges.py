@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
@@ -13,6 +12,7 @@ from api.routes.programs import YAML_BODY
 from rewards.errors import BadRequest
 from rewards.services import challenges as challenge_service
 from rewards.services.context import program_context
+from rewards.services.rulesets import off_loop
 
 router = APIRouter(prefix="/v1", tags=["challenges"])
 
@@ -51,7 +51,7 @@ async def put_challenges(
 async def validate_challenges(request: Request, principal: Admin) -> dict[str, Any]:
     """Check a challenges file without applying it."""
     text = await _yaml_text(request)
-    challenges = await asyncio.to_thread(challenge_service.compile_challenges, text)
+    challenges = await off_loop(challenge_service.compile_challenges, text)
     return {"valid": True, "challenges": [challenge.id for challenge in challenges.challenges]}
 
 

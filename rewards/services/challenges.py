@@ -15,7 +15,6 @@ it fails on the primary key and is retried by ``events.ingest``, then finds the 
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -39,6 +38,7 @@ from rewards.db.engagement_models import (
 from rewards.db.models import Program
 from rewards.errors import NotFound, RulesRejected
 from rewards.runtime import Runtime
+from rewards.services import rulesets
 from rules import IsoDuration, RuleSet, RulesInvalid
 from rules.challenges import Challenge, ChallengeSet, load_challenges
 
@@ -93,7 +93,7 @@ async def put_challenges(
     ``rt`` (absent for the CLI) has its cached program context dropped; other processes
     see the change within ``program_cache_seconds``.
     """
-    await asyncio.to_thread(compile_challenges, source)  # CPU work, off the event loop
+    await rulesets.off_loop(compile_challenges, source)  # CPU work, off the event loop
     program = await session.get(Program, program_id, with_for_update=True)
     if program is None:
         raise NotFound(f"no program '{program_id}'")

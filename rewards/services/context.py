@@ -85,7 +85,11 @@ async def program_context(
         rules=rules,
         tz=ZoneInfo(rules.timezone if rules and rules.timezone else timezone),
         challenges_version=challenges_version,
-        challenges=compile_challenges(challenges_source) if challenges_source else None,
+        challenges=(
+            await asyncio.to_thread(compile_challenges, challenges_source)
+            if challenges_source
+            else None
+        ),
     )
     rt.programs[program_id] = (time.monotonic() + rt.settings.program_cache_seconds, context)
     return context

@@ -169,3 +169,42 @@ async def test_an_event_with_an_oversized_list_fails_the_expression_not_the_serv
     assert big["status"] == "rejected"
     assert big["error"]["code"] == "rule_evaluation_error"
     assert "at most 256" in big["error"]["message"]
+
+
+async def test_large_files_are_checked_in_another_process(program: ProgramClient) -> None:
+    from rewards.services import rulesets
+
+    one = (
+        "  - id: r{n}\n    event: e{n}\n    when: 'event.attributes.amount >= {n}'\n    points: 5\n"
+    )
+    large = "version: 1\nrules:\n" + "".join(one.format(n=n) for n in range(900))
+    assert len(large) > rulesets.PROCESS_OVER
+    response = await program.put_rules(large)
+    assert response.status_code == 200, response.text
+    await program.put_user("u1")
+    [result] = await program.post_events(event("e1", "u1", "e899", attributes={"amount": 1000}))
+    assert result["status"] == "applied" and result["points"] == 5
+
+    broken = large.replace("event.attributes.amount >= 899", "user.departmnt >= 899")
+    response = await program.put_rules(broken)
+    assert response.status_code == 422
+    body = response.json()["error"]
+    assert body["code"] == "invalid_rules"
+    assert body["details"][0]["pointer"] == "/rules/899/when"
+    assert body["message"].startswith("rules.yaml:")
+
+    yaml = {"Content-Type": "application/yaml"}
+    challenge = (
+        "  - id: c{n}\n    name: C\n    starts: 2026-03-01\n    ends: 2026-03-31\n"
+        "    event: e{n}\n    when: 'event.attributes.amount >= {n}'\n    bonus: 2\n"
+        "    description: " + "x" * 300 + "\n"
+    )
+    challenges = "challenges:\n" + "".join(challenge.format(n=n) for n in range(199))
+    assert len(challenges) > rulesets.PROCESS_OVER
+    put = await program.request("PUT", "/v1/challenges", content=challenges, headers=yaml)
+    assert put.status_code == 200, put.text
+    bad = challenges.replace("event.attributes.amount >= 198", "user.departmnt >= 198")
+    refused = await program.request("POST", "/v1/challenges:validate", content=bad, headers=yaml)
+    assert refused.status_code == 422
+    assert refused.json()["error"]["code"] == "invalid_challenges"
+    assert refused.json()["error"]["details"][0]["pointer"] == "/challenges/198/when"
