@@ -10,9 +10,10 @@ budget, with event values at the sizes it assumes (lists of ``MAX_ITEMS``, strin
 
 Part 2 starts ``rewards serve`` (one worker, embedded SQLite/Redis in a temporary
 folder), samples ``/healthz`` every 10 ms on its own connection, and meanwhile sends:
-just under 1 MB of rules with 1,000-character expressions (accepted), a 2 MB YAML of 20,000
-rules and a 50 MB YAML (refused), and a ``/v1/simulate`` with nested comprehensions
-(refused). It prints each request's answer and time and ``/healthz`` p50/p99/max.
+just under 1 MB of rules with 1,000-character expressions (accepted), the same with its
+last expression misspelt, a 2 MB YAML of 20,000 rules and a 50 MB YAML (refused), and a
+``/v1/simulate`` with nested comprehensions (refused). It prints each request's answer
+and time and ``/healthz`` p50/p99/max.
 """
 
 from __future__ import annotations
@@ -128,6 +129,13 @@ def _server() -> None:
             (
                 f"{len(accepted) / 1e6:.2f} MB, {count} rules of 1,000-character expressions",
                 accepted,
+                "rules",
+            ),
+            (
+                f"{len(accepted) / 1e6:.2f} MB, the last expression misspelt",
+                accepted[: accepted.rindex("event.attributes.amount")]
+                + "user.departmnt"
+                + accepted[accepted.rindex("event.attributes.amount") + 23 :],
                 "rules",
             ),
             (f"{len(many) / 1e6:.1f} MB, 20,000 rules", many, "rules"),

@@ -23,6 +23,7 @@ from rewards.db.models import Program, RuleSetVersion
 from rewards.errors import NotFound, RewardsError, RulesRejected
 from rewards.runtime import Runtime
 from rules import RuleSet, RulesInvalid, load_rules
+from rules.yamlsrc import MAX_CHARACTERS
 
 T = TypeVar("T")
 
@@ -56,7 +57,8 @@ async def off_loop(compile_fn: Callable[[str], T], source: str) -> T:
     """``compile_fn(source)`` away from the event loop: in a thread for a small file, in
     a worker process for a large one. Errors are raised here as ``compile_fn`` raised them."""
     global _pool
-    if len(source) <= PROCESS_OVER:
+    if len(source) <= PROCESS_OVER or len(source) > MAX_CHARACTERS:
+        # Small, or over the limit (refused before parsing): not worth sending to a process.
         return await asyncio.to_thread(compile_fn, source)
     loop = asyncio.get_running_loop()
     try:
