@@ -926,7 +926,7 @@ def _comparable(left: Shape, right: Shape, *, ordered: bool) -> bool:
 def _a(shape: Shape) -> str:
     """``a string``, ``an int``: a shape's name with its article."""
     text = _named(shape)
-    return ("an " if text[:1] in "aeiou" else "a ") + text
+    return ("an " if text[:1] in "aeio" else "a ") + text
 
 
 def _named(shape: Shape) -> str:

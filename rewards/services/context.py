@@ -16,7 +16,7 @@ from rewards.db.models import Program, RuleSetVersion
 from rewards.errors import NotFound
 from rewards.runtime import Runtime
 from rewards.services.challenges import compile_challenges
-from rewards.services.rulesets import compile_rules
+from rewards.services.rulesets import cache_ruleset, compile_rules, off_loop
 from rules import RuleSet
 from rules.challenges import ChallengeSet
 from rules.tenure import DEFAULT_TENURE_BANDS, TenureBand
@@ -108,6 +108,6 @@ async def _ruleset(
     )
     if source is None:
         raise NotFound(f"no rule set version {version}")
-    ruleset = await asyncio.to_thread(compile_rules, source)
-    rt.rule_sets[(program_id, version)] = ruleset
+    ruleset = await off_loop(compile_rules, source)
+    cache_ruleset(rt, program_id, version, ruleset)
     return ruleset

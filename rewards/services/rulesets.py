@@ -112,9 +112,17 @@ async def put_rules(
     session.add(row)
     program.active_rules_version = row.version
     await session.flush()
-    rt.rule_sets[(program_id, row.version)] = ruleset
+    cache_ruleset(rt, program_id, row.version, ruleset)
     rt.programs.pop(program_id, None)
     return row, True
+
+
+def cache_ruleset(rt: Runtime, program_id: str, version: int, ruleset: RuleSet) -> None:
+    """Keep ``ruleset`` as the program's compiled rules, dropping its other versions: a
+    rule set can take megabytes, and uploads must not grow memory without bound."""
+    for key in [key for key in rt.rule_sets if key[0] == program_id and key[1] != version]:
+        rt.rule_sets.pop(key, None)
+    rt.rule_sets[(program_id, version)] = ruleset
 
 
 async def list_versions(session: AsyncSession, program_id: str) -> list[RuleSetVersion]:
