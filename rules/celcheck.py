@@ -45,6 +45,8 @@ MAX_COMPREHENSION_DEPTH = 2
 """``all``/``exists``/``exists_one``/``map``/``filter`` nested no deeper than this."""
 MAX_EXPRESSION_LENGTH = 4_000
 """The longest expression text accepted, in characters."""
+MAX_DEPTH = 100
+"""The deepest syntax tree accepted (operators, selections and calls inside each other)."""
 
 # Measured on the CEL library (bench/rules_limits.py): a node is about 20 ns;
 # ``map``/``filter`` copy the result so far at every step (quadratic): about 40 ns per
@@ -362,14 +364,14 @@ class Parser:
             left = Node("binary", token.at, token.text, (left, right))
 
     def unary(self) -> Node:
-        token = self.peek()
-        if token.kind == "op" and token.text in ("!", "-"):
-            self.take()
-            operand = self.unary()
-            if token.text == "-" and operand.kind == "literal" and operand.text in NUMERIC:
-                return operand
-            return Node("unary", token.at, token.text, (operand,))
-        return self.member()
+        signs: list[Token] = []
+        while (token := self.peek()).kind == "op" and token.text in ("!", "-"):
+            signs.append(self.take())
+        node = self.member()
+        for token in reversed(signs):
+            if not (token.text == "-" and node.kind == "literal" and node.text in NUMERIC):
+                node = Node("unary", token.at, token.text, (node,))
+        return node
 
     def member(self) -> Node:
         node = self.primary()
@@ -961,6 +963,7 @@ def analyze(
             f"{MAX_EXPRESSION_LENGTH} are allowed"
         )
     tree = Parser(source).parse()
+    _check_depth(source, tree)
     walk = _Walk(source, variables(attributes))
     shape, cost = walk.walk(tree, {}, 0)
     if cost > COST_BUDGET:
@@ -975,6 +978,21 @@ def analyze(
     if want is not None:
         check_result(shape, want)
     return Analysis(shape, cost, walk.read_paths(), walk.max_depth)
+
+
+def _check_depth(source: str, tree: Node) -> None:
+    """Refuse a syntax tree deeper than ``MAX_DEPTH`` (walked without recursion): the
+    checks below, and the CEL library, recurse once per level."""
+    stack: list[tuple[Node, int]] = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise _error(
+                source, node.at, f"the expression is nested more than {MAX_DEPTH} levels deep"
+            )
+        stack.extend((child, depth + 1) for child in node.args)
+        if node.target is not None:
+            stack.append((node.target, depth + 1))
 
 
 def check_result(shape: Shape, want: Literal["bool", "number"]) -> None:

@@ -56,7 +56,15 @@ from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
-from rules.celcheck import DYN, MAX_CHARS, MAX_ITEMS, CheckError, Shape, analyze
+from rules.celcheck import (
+    DYN,
+    MAX_CHARS,
+    MAX_EXPRESSION_LENGTH,
+    MAX_ITEMS,
+    CheckError,
+    Shape,
+    analyze,
+)
 
 VARIABLES: frozenset[str] = frozenset({"event", "user"})
 """The top-level names an expression may use."""
@@ -102,10 +110,21 @@ class Expr:
         """Compile and check ``source``; an ``ExprCompileError`` says where it is wrong."""
         if not source.strip():
             raise ExprCompileError("the expression is empty")
+        if len(source) > MAX_EXPRESSION_LENGTH:
+            # Before the library sees it: its parser recurses, and crashed the process
+            # (a segmentation fault) on a chain of 20,000 selections.
+            raise ExprCompileError(
+                f"the expression is {len(source):,} characters long; at most "
+                f"{MAX_EXPRESSION_LENGTH:,} are allowed"
+            )
         try:
             program = cel.compile(source)
         except Exception as exc:  # the library raises ValueError; be safe about others
             raise _compile_error(str(exc), source) from exc
+        except BaseException as exc:  # a panic inside the library (pyo3's PanicException)
+            if not _is_panic(exc):
+                raise
+            raise ExprCompileError("invalid CEL expression: the parser gave up on it") from exc
         try:
             analysis = analyze(source)
         except CheckError as exc:
@@ -129,6 +148,12 @@ class Expr:
             raise ExprError(exc.message, source=self.source) from exc
         except Exception as exc:  # the library raises many kinds; all mean "this failed"
             raise ExprError(_describe(exc), source=self.source) from exc
+        except BaseException as exc:  # a panic inside the library (pyo3's PanicException)
+            if not _is_panic(exc):
+                raise
+            raise ExprError(
+                "the expression failed inside the CEL library", source=self.source
+            ) from exc
 
     def test(self, activation: Mapping[str, Any]) -> bool:
         """Evaluate a condition; a result that is not a boolean is an ``ExprError``."""
@@ -216,6 +241,11 @@ class Activation(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self._values)
+
+
+def _is_panic(exc: BaseException) -> bool:
+    """pyo3 turns a Rust panic into ``PanicException``, a ``BaseException``."""
+    return type(exc).__name__ == "PanicException"
 
 
 def _oversize(value: Any) -> str | None:

@@ -292,3 +292,21 @@ def test_many_expressions_on_one_event_type_share_a_budget() -> None:
     # Spread over event types, the same expressions are fine.
     spread = "".join(rule.format(n=n).replace("event: e", f"event: e{n}") for n in range(40))
     assert len(load_rules("version: 1\nrules:\n" + spread).rules) == 40
+
+
+@pytest.mark.parametrize(
+    ("source", "fragment"),
+    [
+        # The CEL library's parser crashed the whole process (SIGSEGV) on this one.
+        ("event" + ".attributes" * 20_000, "at most 4,000 are allowed"),
+        ("(" * 100_000 + "1" + ")" * 100_000, "at most 4,000 are allowed"),
+        ("-" * 3_980 + "size(event.id) > 0", "nested more than 100 levels"),
+        ("!" * 3_990 + "true", "nested more than 100 levels"),
+        ("1" + " + 1" * 990 + " > 0", "nested more than 100 levels"),
+        ("event" + ".attributes" * 300, "nested more than 100 levels"),
+    ],
+)
+def test_deep_or_long_expressions_are_refused_without_crashing(source: str, fragment: str) -> None:
+    with pytest.raises(ValueError) as info:
+        Expr.compile(source)
+    assert fragment in str(info.value)
