@@ -169,11 +169,11 @@ class Streak(Frozen):
     """Consecutive ``period``s with at least one qualifying event, in the user's timezone."""
 
     id: Slug
-    events: Annotated[tuple[EventType, ...], MinLen(1)]
+    events: Annotated[tuple[EventType, ...], MinLen(1), MaxLen(100)]
     when: Expr | None = None
     period: Period
     grace_periods: NonNegativeInt = 0
-    milestones: tuple[Milestone, ...] = ()
+    milestones: Annotated[tuple[Milestone, ...], MaxLen(100)] = ()
 
     @field_validator("milestones")
     @classmethod
@@ -210,7 +210,7 @@ class Price(Frozen):
 class Reward(Price):
     """The reward for crossing a threshold, with prices for particular countries."""
 
-    by_country: dict[CountryCode, Price] = {}
+    by_country: Annotated[dict[CountryCode, Price], MaxLen(300)] = {}
 
     def for_country(self, country: str | None) -> Price:
         """The price for someone in ``country`` (ISO 3166 alpha-2), or the default."""
@@ -223,7 +223,7 @@ class Threshold(Frozen):
 
     id: Slug
     every: PositiveInt | None = None
-    at: Annotated[tuple[PositiveInt, ...], MinLen(1)] | None = None
+    at: Annotated[tuple[PositiveInt, ...], MinLen(1), MaxLen(1000)] | None = None
     mode: Literal["auto", "redeem_now"] = "auto"
     reward: Reward
     payout_type: Literal["gift_cards", "crypto", "hybrid"]

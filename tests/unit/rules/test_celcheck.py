@@ -310,3 +310,17 @@ def test_deep_or_long_expressions_are_refused_without_crashing(source: str, frag
     with pytest.raises(ValueError) as info:
         Expr.compile(source)
     assert fragment in str(info.value)
+
+
+def test_lists_inside_a_rule_are_limited() -> None:
+    levels = ", ".join(str(n) for n in range(1, 1002))
+    text = (
+        f"version: 1\nthresholds:\n  - id: t\n    at: [{levels}]\n"
+        '    reward: {amount: "1", currency: GBP}\n    payout_type: gift_cards\n'
+        "    campaign_id: 6f1c2a9e-0000-4000-8000-000000000001\n"
+    )
+    with pytest.raises(RulesInvalid) as info:
+        load_rules(text)
+    [error] = info.value.errors
+    assert (error.line, error.path) == (4, "/thresholds/0/at")
+    assert "at most 1,000 entries, not 1,001" in error.message
