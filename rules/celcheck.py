@@ -36,6 +36,8 @@ MAX_ITEMS = 256
 """The most entries a list or map read from an event or user may hold for an expression."""
 MAX_CHARS = 65_536
 """The longest string read from an event or user that an expression will work on."""
+MAX_VALUES = 4_096
+"""The most values (counting every nested one) in one value an expression reads."""
 COST_BUDGET = 2_000_000
 """The most an expression may cost (about a nanosecond per unit, so about 2 ms)."""
 EVENT_COST_BUDGET = 5_000_000
@@ -56,6 +58,7 @@ MAX_DEPTH = 100
 _NODE = 20
 _COPY = 40
 _COPY_CONTAINER = 1_000
+_COPY_VALUE = 300  # per value inside a copied map or list (a map of two entries: ~1.1 µs)
 _LITERAL_ITEM = 200
 
 AttrKind = Literal["string", "number", "integer", "boolean", "list", "map", "timestamp"]
@@ -138,7 +141,7 @@ class Shape(NamedTuple):
     elem: Shape | None = None
     fields: Mapping[str, Shape] | None = None
     name: str = ""
-    closed: bool = True  # a struct whose fields are all known
+    scalar: bool = False  # for "dyn": known not to be a list or map (text, a number, null)
 
     def item(self) -> Shape:
         return self.elem if self.elem is not None else DYN
@@ -154,7 +157,7 @@ NULL = Shape("null")
 TIMESTAMP = Shape("timestamp")
 DURATION = Shape("duration")
 TYPE = Shape("type")
-SCALAR = Shape("dyn", 0)  # unknown, but a number, timestamp or duration: nothing to scan
+SCALAR = Shape("dyn", 0, scalar=True)  # a number, timestamp or duration: nothing to scan
 NUMERIC = frozenset({"int", "uint", "double", "num"})
 
 
@@ -164,7 +167,7 @@ def _string(length: int = MAX_CHARS) -> Shape:
 
 def _optional_string(length: int = MAX_CHARS) -> Shape:
     # Directory fields may be null; "dyn" lets comparisons with null pass.
-    return Shape("dyn", length)
+    return Shape("dyn", length, scalar=True)
 
 
 EVENT_FIELDS: dict[str, Shape] = {
@@ -658,11 +661,17 @@ class _Walk:
                 raise self.fail(node, f"cannot order {_a(left)} against {_a(right)}")
             return BOOL, cost + _compare_cost(left, right)
         # Arithmetic.
-        if op == "+" and left.kind == "dyn" and right.kind in ("dyn", "string", "bytes", "list"):
-            length = left.length + _text_length(right)
-            return Shape("dyn", length), cost + length // 2
-        if op == "+" and right.kind == "dyn" and left.kind in ("string", "bytes", "list"):
-            length = right.length + _text_length(left)
+        joinable = {"dyn", "string", "bytes", "list"}
+        if op == "+" and "dyn" in (left.kind, right.kind) and {left.kind, right.kind} <= joinable:
+            unknown, other = (left, right) if left.kind == "dyn" else (right, left)
+            if other.kind == "list":
+                items = _items(unknown) + other.length
+                elem = _join([DYN, other.item()])
+                return Shape("list", items, elem), cost + _copy_cost(elem) * items
+            if other.kind in ("string", "bytes"):
+                length = unknown.length + other.length
+                return Shape(other.kind, length), cost + length // 2
+            length = left.length + right.length  # two unknowns: texts, or lists
             return Shape("dyn", length), cost + length // 2
         if left.kind in ("string", "bytes") or right.kind in ("string", "bytes"):
             if op == "+" and (
@@ -849,17 +858,19 @@ def _copy_cost(shape: Shape) -> int:
             _copy_cost(shape.elem) if shape.elem is not None and shape.elem is not shape else _COPY
         )
         return _COPY_CONTAINER + shape.length * inner
-    if shape.kind == "dyn" and shape.length == 0:
-        return _COPY
+    if shape.kind == "dyn" and shape.scalar:
+        return _COPY + shape.length // 8
     if shape.kind == "dyn":
-        # Anything: a long string, or a map or list of MAX_ITEMS values.
-        return max(_COPY + shape.length // 8, _COPY_CONTAINER + MAX_ITEMS * _COPY_CONTAINER)
+        # Anything: a long string, or lists and maps of up to MAX_VALUES values in all.
+        return max(_COPY + shape.length // 8, MAX_VALUES * _COPY_VALUE)
     return _COPY
 
 
 def _items(shape: Shape) -> int:
     """How many entries a list or map may hold; for a value of unknown type, as many as
     the lists it may have been concatenated from (``MAX_ITEMS`` per ``MAX_CHARS``)."""
+    if shape.kind == "dyn" and shape.scalar:
+        return 0
     if shape.kind == "dyn":
         return -(-shape.length // MAX_CHARS) * MAX_ITEMS
     return shape.length

@@ -61,6 +61,7 @@ from rules.celcheck import (
     MAX_CHARS,
     MAX_EXPRESSION_LENGTH,
     MAX_ITEMS,
+    MAX_VALUES,
     CheckError,
     Shape,
     analyze,
@@ -250,8 +251,12 @@ def _is_panic(exc: BaseException) -> bool:
 
 def _oversize(value: Any) -> str | None:
     stack = [value]
+    seen = 0
     while stack:
         item = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            return f"holds more than {MAX_VALUES:,} values in all; expressions work on at most that"
         if isinstance(item, str | bytes) and len(item) > MAX_CHARS:
             return (
                 f"holds a text of {len(item):,} characters; expressions work on at most "

@@ -136,6 +136,7 @@ def activation(**attributes: Any) -> Activation:
         ({"tags": ["x"] * (MAX_ITEMS + 1)}, f"lists and maps of at most {MAX_ITEMS}"),
         ({"tags": ["x" * (MAX_CHARS + 1)]}, "characters; expressions work on at most"),
         ({"tags": [{"deep": list(range(MAX_ITEMS + 1))}]}, "entries"),
+        ({"tags": [[[1] * 200] * 200]}, "values in all"),
     ],
 )
 def test_values_bigger_than_the_estimate_assumed_fail_the_expression(
