@@ -615,7 +615,7 @@ class _Walk:
         fields = target.fields or {}
         if name not in fields:
             if testing and target.name == "event.attributes":
-                # has() on an undeclared attribute is always false: allowed, harmless.
+                # has() on an undeclared attribute: allowed (the event may carry extras).
                 return DYN
             close = difflib.get_close_matches(name, sorted(fields), n=1, cutoff=0.6)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
