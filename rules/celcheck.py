@@ -3,8 +3,8 @@
 The CEL library compiles an expression but exposes no syntax tree and no cost
 limit, and it evaluates nested comprehensions in full (two nested ``map`` calls
 over lists of a hundred took tens of milliseconds; four took minutes and gigabytes).
-So every expression is parsed a second time here, into a small tree of its own, and
-walked once at load time to:
+So every expression is parsed a second time (``rules.celparse``), into a small tree
+of its own, and walked here once at load time to:
 
 * refuse fields that ``event`` and ``user`` do not have (``user.departmnt``), with a
   did-you-mean, and attributes that an event type's declaration does not list;
@@ -17,7 +17,8 @@ walked once at load time to:
   nested deeper than ``MAX_COMPREHENSION_DEPTH``.
 
 The estimate assumes that a list or map read from the event or the user holds at
-most ``MAX_ITEMS`` entries and a string at most ``MAX_CHARS`` characters. An event
+most ``MAX_ITEMS`` entries, a string at most ``MAX_CHARS`` characters, and a value at
+most ``MAX_VALUES`` values nested in it. An event
 whose values break those assumptions fails the expression at run time instead of
 running it (``rules.expr.Expr.evaluate``), so the bound holds for every input.
 
@@ -27,10 +28,12 @@ Every error carries a 1-based line and column inside the expression's text.
 from __future__ import annotations
 
 import difflib
-import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
+
+from rules.celparse import CheckError as CheckError
+from rules.celparse import Node, Parser, error_at
 
 MAX_ITEMS = 256
 """The most entries a list or map read from an event or user may hold for an expression."""
@@ -116,16 +119,6 @@ TYPE_NAMES = frozenset(
         "uint",
     }
 )
-
-
-class CheckError(ValueError):
-    """An expression refused by a static check; ``line`` and ``column`` are 1-based."""
-
-    def __init__(self, message: str, *, line: int = 1, column: int = 1) -> None:
-        super().__init__(message)
-        self.message = message
-        self.line = line
-        self.column = column
 
 
 # ---------------------------------------------------------------------------
@@ -232,239 +225,6 @@ def variables(attributes: Mapping[str, str] | None = None) -> dict[str, Shape]:
 
 
 # ---------------------------------------------------------------------------
-# Tokens and syntax tree
-
-
-class Token(NamedTuple):
-    kind: str  # "int", "uint", "double", "string", "bytes", "ident", "op", "end"
-    text: str
-    at: int
-
-
-_TOKEN = re.compile(
-    r"""
-    (?P<space>\s+|//[^\n]*)
-  | (?P<string>[rR]?[bB]?[rR]?(?:'''(?:\\.|[^\\])*?'''|\"\"\"(?:\\.|[^\\])*?\"\"\"
-        |'(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*"))
-  | (?P<number>0[xX][0-9a-fA-F]+[uU]?|(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?[uU]?)
-  | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
-  | (?P<op>==|!=|<=|>=|&&|\|\||[-+*/%!<>?:.,\[\](){}])
-    """,
-    re.VERBOSE | re.DOTALL,
-)
-
-
-def tokenize(source: str) -> list[Token]:
-    tokens: list[Token] = []
-    at = 0
-    while at < len(source):
-        match = _TOKEN.match(source, at)
-        if match is None:
-            raise _error(source, at, f"unexpected character {source[at]!r}")
-        kind = match.lastgroup or ""
-        text = match.group()
-        if kind == "string":
-            prefix = text[: len(text) - len(text.lstrip("rRbB"))]
-            kind = "bytes" if "b" in prefix.lower() else "string"
-        elif kind == "number":
-            lower = text.lower()
-            if lower.endswith("u"):
-                kind = "uint"
-            elif not lower.startswith("0x") and ("." in lower or "e" in lower):
-                kind = "double"
-            else:
-                kind = "int"
-        if kind != "space":
-            tokens.append(Token(kind, text, at))
-        at = match.end()
-    tokens.append(Token("end", "", len(source)))
-    return tokens
-
-
-class Node(NamedTuple):
-    kind: str  # literal, ident, select, index, call, list, map, unary, binary, cond
-    at: int
-    text: str = ""  # literal kind, identifier, field, function or operator
-    args: tuple[Node, ...] = ()
-    target: Node | None = None  # a method call's receiver, a selection's operand
-    size: int = 0  # a literal's length in characters
-    value: str | None = None  # a plain string literal's text, for attribute keys
-
-
-class Parser:
-    """Recursive descent over CEL's grammar (the CEL specification's "Syntax" section)."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.tokens = tokenize(source)
-        self.index = 0
-        self.depth = 0
-
-    def parse(self) -> Node:
-        node = self.expr()
-        token = self.peek()
-        if token.kind != "end":
-            raise _error(self.source, token.at, f"unexpected {token.text!r}")
-        return node
-
-    def peek(self) -> Token:
-        return self.tokens[self.index]
-
-    def take(self) -> Token:
-        token = self.tokens[self.index]
-        self.index += 1
-        return token
-
-    def accept(self, text: str) -> Token | None:
-        token = self.peek()
-        if token.kind == "op" and token.text == text:
-            self.index += 1
-            return token
-        return None
-
-    def expect(self, text: str) -> Token:
-        token = self.accept(text)
-        if token is None:
-            found = self.peek()
-            raise _error(
-                self.source, found.at, f"expected {text!r}, found {found.text or 'the end'!r}"
-            )
-        return token
-
-    def expr(self) -> Node:
-        self.depth += 1
-        if self.depth > 64:
-            raise _error(self.source, self.peek().at, "the expression is nested too deeply")
-        condition = self.binary(0)
-        question = self.accept("?")
-        if question is not None:
-            then = self.binary(0)
-            self.expect(":")
-            otherwise = self.expr()
-            condition = Node("cond", question.at, "?:", (condition, then, otherwise))
-        self.depth -= 1
-        return condition
-
-    _LEVELS: tuple[frozenset[str], ...] = (
-        frozenset({"||"}),
-        frozenset({"&&"}),
-        frozenset({"==", "!=", "<", "<=", ">", ">=", "in"}),
-        frozenset({"+", "-"}),
-        frozenset({"*", "/", "%"}),
-    )
-
-    def binary(self, level: int) -> Node:
-        if level == len(self._LEVELS):
-            return self.unary()
-        left = self.binary(level + 1)
-        while True:
-            token = self.peek()
-            is_op = token.kind == "op" or (token.kind == "ident" and token.text == "in")
-            if not is_op or token.text not in self._LEVELS[level]:
-                return left
-            self.take()
-            right = self.binary(level + 1)
-            left = Node("binary", token.at, token.text, (left, right))
-
-    def unary(self) -> Node:
-        signs: list[Token] = []
-        while (token := self.peek()).kind == "op" and token.text in ("!", "-"):
-            signs.append(self.take())
-        node = self.member()
-        for token in reversed(signs):
-            if not (token.text == "-" and node.kind == "literal" and node.text in NUMERIC):
-                node = Node("unary", token.at, token.text, (node,))
-        return node
-
-    def member(self) -> Node:
-        node = self.primary()
-        while True:
-            dot = self.accept(".")
-            if dot is not None:
-                if self.accept("?") is not None:
-                    raise _error(self.source, dot.at, "optional selection (.?) is not supported")
-                name = self.take()
-                if name.kind != "ident":
-                    raise _error(self.source, name.at, "expected a field or method name")
-                if self.accept("(") is not None:
-                    node = Node("call", name.at, name.text, self.arguments(")"), target=node)
-                else:
-                    node = Node("select", name.at, name.text, target=node)
-                continue
-            bracket = self.accept("[")
-            if bracket is not None:
-                if self.accept("?") is not None:
-                    raise _error(self.source, bracket.at, "optional index ([?) is not supported")
-                index = self.expr()
-                self.expect("]")
-                node = Node("index", bracket.at, "[]", (index,), target=node)
-                continue
-            if node.kind in ("ident", "select") and self.peek().text == "{":
-                raise _error(
-                    self.source, node.at, "building messages (Type{field: ...}) is not supported"
-                )
-            return node
-
-    def arguments(self, close: str) -> tuple[Node, ...]:
-        args: list[Node] = []
-        if self.accept(close) is not None:
-            return ()
-        while True:
-            args.append(self.expr())
-            if self.accept(close) is not None:
-                return tuple(args)
-            self.expect(",")
-            if self.accept(close) is not None:
-                return tuple(args)
-
-    def primary(self) -> Node:
-        token = self.take()
-        if token.kind in ("int", "uint", "double"):
-            return Node("literal", token.at, token.kind)
-        if token.kind in ("string", "bytes"):
-            body = token.text.lstrip("rRbB")
-            quote = 3 if body[:3] in ("'''", '"""') else 1
-            inner = body[quote:-quote]
-            plain = inner if "\\" not in inner else None
-            return Node("literal", token.at, token.kind, size=len(inner), value=plain)
-        if token.kind == "ident":
-            if token.text in ("true", "false"):
-                return Node("literal", token.at, "bool")
-            if token.text == "null":
-                return Node("literal", token.at, "null")
-            if self.accept("(") is not None:
-                return Node("call", token.at, token.text, self.arguments(")"))
-            return Node("ident", token.at, token.text)
-        if token.kind == "op":
-            if token.text == ".":
-                name = self.take()
-                if name.kind == "ident":
-                    if self.accept("(") is not None:
-                        return Node("call", name.at, name.text, self.arguments(")"))
-                    return Node("ident", name.at, name.text)
-            if token.text == "(":
-                inner_node = self.expr()
-                self.expect(")")
-                return inner_node
-            if token.text == "[":
-                return Node("list", token.at, "[]", self.arguments("]"))
-            if token.text == "{":
-                entries: list[Node] = []
-                if self.accept("}") is None:
-                    while True:
-                        key = self.expr()
-                        self.expect(":")
-                        entries.extend((key, self.expr()))
-                        if self.accept("}") is not None:
-                            break
-                        self.expect(",")
-                        if self.accept("}") is not None:
-                            break
-                return Node("map", token.at, "{}", tuple(entries))
-        raise _error(self.source, token.at, f"unexpected {token.text or 'end of the expression'!r}")
-
-
-# ---------------------------------------------------------------------------
 # The walk: shapes, costs and the places read
 
 
@@ -500,7 +260,7 @@ class _Walk:
         return frozenset(leaves | self.wholes)
 
     def fail(self, node: Node, message: str) -> CheckError:
-        return _error(self.source, node.at, message)
+        return error_at(self.source, node.at, message)
 
     def walk(self, node: Node, scope: Mapping[str, Shape], depth: int) -> tuple[Shape, int]:
         kind = node.kind
@@ -948,13 +708,6 @@ def _named(shape: Shape) -> str:
     return f"{kind} ({shape.name})" if shape.name else kind
 
 
-def _error(source: str, at: int, message: str) -> CheckError:
-    before = source[:at]
-    line = before.count("\n") + 1
-    column = at - (before.rfind("\n") + 1) + 1
-    return CheckError(message, line=line, column=column)
-
-
 def analyze(
     source: str,
     *,
@@ -978,7 +731,7 @@ def analyze(
     walk = _Walk(source, variables(attributes))
     shape, cost = walk.walk(tree, {}, 0)
     if cost > COST_BUDGET:
-        raise _error(
+        raise error_at(
             source,
             0,
             f"the expression may cost about {cost:,} units per event, over the budget of "
@@ -998,7 +751,7 @@ def _check_depth(source: str, tree: Node) -> None:
     while stack:
         node, depth = stack.pop()
         if depth > MAX_DEPTH:
-            raise _error(
+            raise error_at(
                 source, node.at, f"the expression is nested more than {MAX_DEPTH} levels deep"
             )
         stack.extend((child, depth + 1) for child in node.args)
@@ -1012,8 +765,3 @@ def check_result(shape: Shape, want: Literal["bool", "number"]) -> None:
         raise CheckError(f"a condition must give true or false, but this gives {_a(shape)}")
     if want == "number" and shape.kind not in (*NUMERIC, "dyn"):
         raise CheckError(f"points must be a whole number, but this gives {_a(shape)}")
-
-
-def iter_paths(reads: frozenset[tuple[str, ...]]) -> Iterator[tuple[str, ...]]:
-    """The read paths, shortest first (a whole map before its keys)."""
-    return iter(sorted(reads, key=len))

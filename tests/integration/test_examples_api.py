@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from rules import load_rules
+from rules.challenges import load_challenges
 from tests.conftest import ProgramClient, event
 
 ROOT = Path(__file__).resolve().parents[2] / "examples"
@@ -16,8 +18,6 @@ ATTRIBUTES = {"amount": 5000, "stage": "won", "tags": ["security"], "points": 5,
 
 
 def first_event_type(source: str) -> str:
-    from rules import load_rules
-
     ruleset = load_rules(source)
     if ruleset.rules:
         return ruleset.rules[0].event
@@ -53,8 +53,6 @@ async def test_each_challenges_example_uploads_and_runs_an_event(
     yaml = {"Content-Type": "application/yaml"}
     response = await program.request("PUT", "/v1/challenges", content=source, headers=yaml)
     assert response.status_code == 200, response.text
-    from rules.challenges import load_challenges
-
     challenge = load_challenges(source).challenges[0]
     rules = f"version: 1\nrules:\n  - id: base\n    event: {challenge.event}\n    points: 10\n"
     assert (await program.put_rules(rules)).status_code == 200

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rewards.cli import app
+from rewards.services import rulesets
 from tests.conftest import ProgramClient, event
 
 LIST = "[" + ", ".join(str(n) for n in range(100)) + "]"
@@ -172,8 +173,6 @@ async def test_an_event_with_an_oversized_list_fails_the_expression_not_the_serv
 
 
 async def test_large_files_are_checked_in_another_process(program: ProgramClient) -> None:
-    from rewards.services import rulesets
-
     one = (
         "  - id: r{n}\n    event: e{n}\n    when: 'event.attributes.amount >= {n}'\n    points: 5\n"
     )
