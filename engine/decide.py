@@ -7,6 +7,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from engine.decision import Award, Decision, RejectCode, Rejection, UsageKey
+from engine.declared import attribute_rejection
 from engine.facts import EventFacts, UserFacts
 from engine.periods import period_start
 from rules import ExprError, Rule, RuleSet
@@ -53,6 +54,8 @@ def decide(
             f"no rule, streak or challenge handles event type '{event.type}'",
             pointer="/type",
         )
+    if (bad := attribute_rejection(rules, event.type, event.attributes)) is not None:
+        return Decision(event.id, rejection=bad)
     if event.actor_id is not None and actor is None:
         return reject(
             RejectCode.unknown_actor, f"unknown actor '{event.actor_id}'", pointer="/actor_id"

@@ -21,6 +21,7 @@ class RejectCode(StrEnum):
     self_award = "self_award"  # the giver and the receiver are the same person
     peer_allowance_exceeded = "peer_allowance_exceeded"  # the giver's allowance is spent
     rule_evaluation_error = "rule_evaluation_error"  # a condition or points expression failed
+    invalid_attributes = "invalid_attributes"  # attributes don't match the type's declaration
     no_rules = "no_rules"  # the program has no active rule set
 
 

@@ -2,10 +2,10 @@
 
 A challenge is a time-limited override of the base points: while it runs, events of
 its type that meet its condition (and its cohort, and its limits) have their points
-multiplied and/or earn a bonus. See ``/work/shared/RULES.md`` and the README's YAML
+multiplied and/or earn a bonus. See ``docs/rules.md``, the YAML
 reference; ``engine.challenges`` holds the arithmetic.
 
-Extensions to RULES.md (documented in the README's YAML reference):
+Extensions to the original format (documented in ``docs/rules.md``):
 
 * ``description``: free text shown with the challenge;
 * ``version: 1`` may head the file, as in the rules file;
@@ -21,28 +21,33 @@ import re
 from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from croniter import croniter
 from pydantic import (
     PlainSerializer,
     PlainValidator,
     PrivateAttr,
+    ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
+from rules.celcheck import EVENT_COST_BUDGET
 from rules.duration import IsoDuration
 from rules.errors import RulesInvalid
 from rules.explain import describe, suggest
 from rules.expr import Expr
 from rules.fields import EventType, Name, PositiveInt, Slug, TimezoneName
-from rules.model import Frozen, _unique
+from rules.model import Frozen, _unique, over_event_budget
 from rules.yamlsrc import validate
 
 COHORT_FIELDS: tuple[str, ...] = ("department", "role", "tier", "country", "tenure")
 """Directory fields a challenge's cohort can name; ``attributes.<name>`` names a custom one."""
+
+MAX_CHALLENGES = 200
+"""The most challenges one file may hold."""
 
 MAX_MULTIPLIER = Decimal(1000)
 """No single multiplier (nor ``max_multiplier``) may exceed this: a typo guard."""
@@ -244,6 +249,8 @@ class Challenge(Frozen):
 class ChallengeSet(Frozen):
     """A whole challenges file. Load it with ``load_challenges``."""
 
+    LIMITS: ClassVar[dict[str, int]] = {"challenges": MAX_CHALLENGES}
+
     version: Literal[1] = 1
     max_multiplier: Multiplier | None = None
     challenges: tuple[Challenge, ...]
@@ -255,6 +262,22 @@ class ChallengeSet(Frozen):
     def _unique_ids(cls, challenges: tuple[Challenge, ...]) -> tuple[Challenge, ...]:
         _unique(challenges, what="challenge id", key="id", loc=("challenges",))
         return challenges
+
+    @model_validator(mode="after")
+    def _within_budget(self) -> ChallengeSet:
+        spent: dict[str, int] = {}
+        errors = []
+        for index, challenge in enumerate(self.challenges):
+            if challenge.when is None:
+                continue
+            spent[challenge.event] = spent.get(challenge.event, 0) + challenge.when.cost
+            went_over = spent[challenge.event] - challenge.when.cost <= EVENT_COST_BUDGET
+            if spent[challenge.event] > EVENT_COST_BUDGET and went_over:
+                at = ("challenges", index, "when")
+                errors.append(over_event_budget(at, challenge.when, challenge.event))
+        if errors:
+            raise ValidationError.from_exception_data("expressions", errors)
+        return self
 
     def model_post_init(self, context: Any, /) -> None:
         by_event: dict[str, list[Challenge]] = {}

@@ -86,13 +86,32 @@ class IsoDuration:
             (self.years, self.months, self.weeks, self.days, self.hours, self.minutes, self.seconds)
         )
 
+    @property
+    def longest_days(self) -> int:
+        """An upper bound on the duration's length in days, whatever date it starts on."""
+        return (
+            self.years * 366
+            + self.months * 31
+            + self.weeks * 7
+            + self.days
+            + (self.hours * 3600 + self.minutes * 60 + self.seconds) // 86400
+            + 1
+        )
+
     def add_to(self, dt: datetime) -> datetime:
-        """``dt`` moved forward by this duration."""
-        return self._shift(dt, 1)
+        """``dt`` moved forward by this duration; past the calendar's end, its last moment."""
+        try:
+            return self._shift(dt, 1)
+        except (OverflowError, ValueError):
+            return datetime.max.replace(tzinfo=dt.tzinfo)
 
     def subtract_from(self, dt: datetime) -> datetime:
-        """``dt`` moved back by this duration (the same steps as ``add_to``, negated)."""
-        return self._shift(dt, -1)
+        """``dt`` moved back by this duration (the same steps as ``add_to``, negated);
+        before the calendar's start, its first moment."""
+        try:
+            return self._shift(dt, -1)
+        except (OverflowError, ValueError):
+            return datetime.min.replace(tzinfo=dt.tzinfo)
 
     def _shift(self, dt: datetime, sign: int) -> datetime:
         result = add_months(dt, sign * (self.years * 12 + self.months))
@@ -156,6 +175,10 @@ def _hint(text: str) -> str:
     return ""
 
 
+MAX_YEARS = 100
+"""No duration in a YAML file may be longer than this many years (``P100Y``)."""
+
+
 def _validate(value: Any) -> IsoDuration:
     if isinstance(value, IsoDuration):
         return value
@@ -164,6 +187,12 @@ def _validate(value: Any) -> IsoDuration:
             "invalid_type", "expected an ISO 8601 duration in text, " + _EXAMPLES
         )
     try:
-        return IsoDuration.parse(value)
+        duration = IsoDuration.parse(value)
     except DurationError as exc:
         raise PydanticCustomError("invalid_duration", str(exc)) from exc
+    if duration.longest_days > IsoDuration(years=MAX_YEARS).longest_days:
+        raise PydanticCustomError(
+            "invalid_duration",
+            f"{value} is longer than {MAX_YEARS} years (P{MAX_YEARS}Y), the longest allowed",
+        )
+    return duration

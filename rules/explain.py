@@ -148,8 +148,12 @@ def _constraint(kind: str, ctx: Mapping[str, Any], field: str) -> str | None:
     if kind in {"too_short", "string_too_short"}:
         least = ctx.get("min_length", 1)
         return f"{field} must not be empty" if least == 1 else f"{field} needs at least {least}"
-    if kind in {"too_long", "string_too_long"}:
-        return f"{field} may have at most {ctx.get('max_length')}"
+    if kind == "too_long":
+        found = ctx.get("actual_length")
+        tail = f", not {found:,}" if isinstance(found, int) else ""
+        return f"{field} may have at most {ctx.get('max_length'):,} entries{tail}"
+    if kind == "string_too_long":
+        return f"{field} may have at most {ctx.get('max_length'):,} characters"
     if kind == "string_pattern_mismatch":
         return f"{field} must match {ctx.get('pattern')}"
     return None

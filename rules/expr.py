@@ -8,9 +8,11 @@ variables:
 * ``user``: ``id``, ``email``, ``name``, ``department``, ``role``, ``hire_date``,
   ``tier``, ``country``, ``timezone``, ``attributes``, ``tenure_band``.
 
-Any other top-level name is rejected at load time (names bound by the
-comprehension macros ``all``, ``exists``, ``exists_one``, ``map`` and
-``filter`` are fine). Only CEL's standard functions are available.
+Any other top-level name, a field that ``event`` or ``user`` does not have, a
+function the engine does not provide, and an expression whose estimated cost is
+over the budget are rejected at load time (``rules.celcheck``). At run time an
+expression refuses to run over a list, map or string from the event or user that
+is bigger than the estimate assumed (``MAX_ITEMS``, ``MAX_CHARS``).
 
 How Python values reach CEL (``to_cel``):
 
@@ -39,7 +41,6 @@ optional attributes with ``has(event.attributes.amount)``.
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from collections.abc import Iterator, Mapping, Set
@@ -55,31 +56,21 @@ from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
+from rules.celcheck import (
+    DYN,
+    MAX_CHARS,
+    MAX_EXPRESSION_LENGTH,
+    MAX_ITEMS,
+    MAX_VALUES,
+    CheckError,
+    Shape,
+    analyze,
+)
+
 VARIABLES: frozenset[str] = frozenset({"event", "user"})
 """The top-level names an expression may use."""
 
 _COMPILE_ERROR = re.compile(r"ERROR: <input>:(\d+):(\d+): (?:Syntax error: )?(.*)")
-_STRING_LITERAL = re.compile(
-    r"""[rRbB]{0,2}(?:'''.*?'''|\"\"\".*?\"\"\"|'(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*")""",
-    re.DOTALL,
-)
-_BOUND_NAMES = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
-_TYPE_NAMES = frozenset(
-    {
-        "bool",
-        "bytes",
-        "double",
-        "duration",
-        "int",
-        "list",
-        "map",
-        "null_type",
-        "string",
-        "timestamp",
-        "type",
-        "uint",
-    }
-)
 
 
 class ExprError(Exception):
@@ -111,18 +102,35 @@ class Expr:
 
     source: str
     program: cel.Program = field(compare=False, repr=False)
+    reads: frozenset[tuple[str, ...]] = field(compare=False, repr=False, default=frozenset())
+    cost: int = field(compare=False, repr=False, default=0)
+    result: Shape = field(compare=False, repr=False, default=DYN)
 
     @classmethod
     def compile(cls, source: str) -> Expr:
-        """Compile ``source``; an ``ExprCompileError`` says where it is wrong."""
+        """Compile and check ``source``; an ``ExprCompileError`` says where it is wrong."""
         if not source.strip():
             raise ExprCompileError("the expression is empty")
+        if len(source) > MAX_EXPRESSION_LENGTH:
+            # Before the library sees it: its parser recurses, and crashed the process
+            # (a segmentation fault) on a chain of 20,000 selections.
+            raise ExprCompileError(
+                f"the expression is {len(source):,} characters long; at most "
+                f"{MAX_EXPRESSION_LENGTH:,} are allowed"
+            )
         try:
             program = cel.compile(source)
         except Exception as exc:  # the library raises ValueError; be safe about others
             raise _compile_error(str(exc), source) from exc
-        _check_names(source, program)
-        return cls(source, program)
+        except BaseException as exc:  # a panic inside the library (pyo3's PanicException)
+            if not _is_panic(exc):
+                raise
+            raise ExprCompileError("invalid CEL expression: the parser gave up on it") from exc
+        try:
+            analysis = analyze(source)
+        except CheckError as exc:
+            raise ExprCompileError(exc.message, line=exc.line, column=exc.column) from exc
+        return cls(source, program, analysis.reads, analysis.cost, analysis.result)
 
     def evaluate(self, activation: Mapping[str, Any]) -> Any:
         """Evaluate against ``activation`` (``{"event": ..., "user": ...}``).
@@ -134,11 +142,19 @@ class Expr:
         try:
             if not isinstance(activation, Activation):
                 activation = Activation(activation)
+            for path in self.reads:
+                activation.check_size(path)
             return self.program.execute(activation.context)
         except ExprError as exc:
             raise ExprError(exc.message, source=self.source) from exc
         except Exception as exc:  # the library raises many kinds; all mean "this failed"
             raise ExprError(_describe(exc), source=self.source) from exc
+        except BaseException as exc:  # a panic inside the library (pyo3's PanicException)
+            if not _is_panic(exc):
+                raise
+            raise ExprError(
+                "the expression failed inside the CEL library", source=self.source
+            ) from exc
 
     def test(self, activation: Mapping[str, Any]) -> bool:
         """Evaluate a condition; a result that is not a boolean is an ``ExprError``."""
@@ -159,8 +175,9 @@ class Expr:
     def __deepcopy__(self, memo: dict[int, Any]) -> Expr:
         return self
 
-    def __reduce__(self) -> tuple[Any, tuple[str]]:
-        return (Expr.compile, (self.source,))
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # Checked already: unpickling (from a process that loaded the rules) only compiles.
+        return (_restore, (self.source, self.reads, self.cost, self.result))
 
     @classmethod
     def __get_pydantic_core_schema__(
@@ -178,6 +195,10 @@ class Expr:
         return {"type": "string", "description": "a CEL expression over event and user"}
 
 
+def _restore(source: str, reads: frozenset[tuple[str, ...]], cost: int, result: Shape) -> Expr:
+    return Expr(source, cel.compile(source), reads, cost, result)
+
+
 class Activation(Mapping[str, Any]):
     """The variables of one evaluation, converted for CEL once and reused by every
     expression that reads them (build one per event and user).
@@ -187,9 +208,10 @@ class Activation(Mapping[str, Any]):
     A value CEL cannot hold raises ``ExprError``.
     """
 
-    __slots__ = ("_values", "context")
+    __slots__ = ("_checked", "_values", "context")
 
     def __init__(self, variables: Mapping[str, Any]) -> None:
+        self._checked: dict[tuple[str, ...], str | None] = {}
         self._values: dict[str, Any] = {str(k): to_cel(v) for k, v in variables.items()}
         try:
             self.context = cel.Context(self._values)
@@ -199,11 +221,55 @@ class Activation(Mapping[str, Any]):
     def __getitem__(self, name: str) -> Any:
         return self._values[name]
 
+    def check_size(self, path: tuple[str, ...]) -> None:
+        """Raise ``ExprError`` when the value at ``path`` holds a list or map of more than
+        ``MAX_ITEMS`` entries or a string longer than ``MAX_CHARS``: the cost estimate of
+        every expression assumes no more, so such a value is refused rather than run."""
+        if path not in self._checked:
+            value: Any = self._values
+            for key in path:
+                if not isinstance(value, dict) or key not in value:
+                    value = None
+                    break
+                value = value[key]
+            self._checked[path] = _oversize(value)
+        problem = self._checked[path]
+        if problem is not None:
+            raise ExprError(f"{'.'.join(path)} {problem}")
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._values)
 
     def __len__(self) -> int:
         return len(self._values)
+
+
+def _is_panic(exc: BaseException) -> bool:
+    """pyo3 turns a Rust panic into ``PanicException``, a ``BaseException``."""
+    return type(exc).__name__ == "PanicException"
+
+
+def _oversize(value: Any) -> str | None:
+    stack = [value]
+    seen = 0
+    while stack:
+        item = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            return f"holds more than {MAX_VALUES:,} values in all; expressions work on at most that"
+        if isinstance(item, str | bytes) and len(item) > MAX_CHARS:
+            return (
+                f"holds a text of {len(item):,} characters; expressions work on at most "
+                f"{MAX_CHARS:,}"
+            )
+        if isinstance(item, list | dict):
+            if len(item) > MAX_ITEMS:
+                return (
+                    f"holds {len(item):,} entries; expressions work on lists and maps of at "
+                    f"most {MAX_ITEMS}"
+                )
+            stack.extend(item.values() if isinstance(item, dict) else item)
+    return None
 
 
 def validate_expr(value: Any) -> Expr:
@@ -310,31 +376,6 @@ def _compile_error(text: str, source: str) -> ExprCompileError:
     if at > end:
         at = end
     return ExprCompileError(f"invalid CEL expression: {detail}", line=at[0], column=at[1])
-
-
-def _check_names(source: str, program: cel.Program) -> None:
-    code = _STRING_LITERAL.sub(lambda m: " " * len(m.group()), source)
-    bound = {name for m in _BOUND_NAMES.finditer(code) for name in m.groups() if name}
-    unknown = sorted(set(program.variables()) - VARIABLES - _TYPE_NAMES - bound)
-    if not unknown:
-        return
-    name = unknown[0]
-    suggestion = difflib.get_close_matches(name, sorted(VARIABLES), n=1, cutoff=0.5)
-    hint = f" (did you mean '{suggestion[0]}'?)" if suggestion else ""
-    line, column = _position_of(code, name)
-    raise ExprCompileError(
-        f"unknown name '{name}'{hint}; expressions can use event and user",
-        line=line,
-        column=column,
-    )
-
-
-def _position_of(code: str, name: str) -> tuple[int, int]:
-    match = re.search(rf"(?<![\w.]){re.escape(name)}\b", code)
-    if match is None:
-        return 1, 1
-    before = code[: match.start()]
-    return before.count("\n") + 1, match.start() - (before.rfind("\n") + 1) + 1
 
 
 def _first_sentence(text: str) -> str:

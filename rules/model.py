@@ -1,28 +1,32 @@
-"""The rules file (format v1, ``/work/shared/RULES.md``) as frozen pydantic models.
+"""The rules file (format v1, ``docs/rules.md``) as frozen pydantic models.
 
 Every model forbids unknown keys and is frozen; lists become tuples. Mappings
 (``by_country``, ``budgets``) are plain dicts: treat them as read-only.
 
-Extensions to RULES.md (documented in the README's YAML reference):
+Extensions to the original format (documented in ``docs/rules.md``):
 
 * ``max_future_skew`` (default ``PT5M``): an event whose ``occurred_at`` is
   further than this ahead of the receiving clock is rejected;
 * ``thresholds[].points_cost``: the points a reward uses up; by default the
   threshold's step (``every``, or for ``at`` the distance from the previous
   level);
-* ``thresholds[].ledger_account_id``: the GIFQ ledger account to pay from.
+* ``thresholds[].ledger_account_id``: the GIFQ ledger account to pay from;
+* ``events``: declared attributes of event types (``EventDeclaration``), which
+  type-check expressions and are checked on every event of the type;
+* size limits (``LIMITS``, and ``rules.yamlsrc``'s limits on the whole file).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import date
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from annotated_types import MinLen
+from annotated_types import MaxLen, MinLen
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -36,6 +40,13 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from rules.celcheck import (
+    ATTRIBUTE_TYPES,
+    EVENT_COST_BUDGET,
+    CheckError,
+    analyze,
+    check_result,
+)
 from rules.cohort import Cohort
 from rules.duration import IsoDuration
 from rules.explain import describe
@@ -158,11 +169,11 @@ class Streak(Frozen):
     """Consecutive ``period``s with at least one qualifying event, in the user's timezone."""
 
     id: Slug
-    events: Annotated[tuple[EventType, ...], MinLen(1)]
+    events: Annotated[tuple[EventType, ...], MinLen(1), MaxLen(100)]
     when: Expr | None = None
     period: Period
     grace_periods: NonNegativeInt = 0
-    milestones: tuple[Milestone, ...] = ()
+    milestones: Annotated[tuple[Milestone, ...], MaxLen(100)] = ()
 
     @field_validator("milestones")
     @classmethod
@@ -199,7 +210,7 @@ class Price(Frozen):
 class Reward(Price):
     """The reward for crossing a threshold, with prices for particular countries."""
 
-    by_country: dict[CountryCode, Price] = {}
+    by_country: Annotated[dict[CountryCode, Price], MaxLen(300)] = {}
 
     def for_country(self, country: str | None) -> Price:
         """The price for someone in ``country`` (ISO 3166 alpha-2), or the default."""
@@ -212,7 +223,7 @@ class Threshold(Frozen):
 
     id: Slug
     every: PositiveInt | None = None
-    at: Annotated[tuple[PositiveInt, ...], MinLen(1)] | None = None
+    at: Annotated[tuple[PositiveInt, ...], MinLen(1), MaxLen(1000)] | None = None
     mode: Literal["auto", "redeem_now"] = "auto"
     reward: Reward
     payout_type: Literal["gift_cards", "crypto", "hybrid"]
@@ -297,6 +308,125 @@ class Budgets(Frozen):
         return self.monthly.get(currency)
 
 
+_ATTRIBUTE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MAX_ATTRIBUTES = 100
+"""The most attributes one event type may declare."""
+
+
+def _attribute_type(value: Any) -> str:
+    if isinstance(value, Mapping) and set(value) <= {"type", "optional"} and "type" in value:
+        optional = value.get("optional", False)
+        if not isinstance(optional, bool):
+            raise PydanticCustomError(
+                "invalid_type", f"optional is true or false, got {describe(optional)}"
+            )
+        value = f"{value['type']}?" if optional else value["type"]
+    if not isinstance(value, str) or value.removesuffix("?") not in ATTRIBUTE_TYPES:
+        raise PydanticCustomError(
+            "invalid_value",
+            f"an attribute's type is one of {', '.join(ATTRIBUTE_TYPES)}, with a trailing ? "
+            "(or {type: string, optional: true}) when the attribute may be left out, "
+            f"got {describe(value)}",
+        )
+    return value
+
+
+def _attribute_name(value: Any) -> str:
+    if not isinstance(value, str) or not _ATTRIBUTE_NAME.fullmatch(value):
+        raise PydanticCustomError(
+            "invalid_value",
+            "an attribute name uses letters, digits and '_' and does not start with a digit, "
+            f"got {describe(value)}",
+        )
+    return value
+
+
+AttributeType = Annotated[str, PlainValidator(_attribute_type)]
+AttributeName = Annotated[str, PlainValidator(_attribute_name)]
+
+
+class EventDeclaration(Frozen):
+    """The attributes an event type carries: name → type (``string``, ``number``,
+    ``integer``, ``boolean``, ``list``, ``map``, ``timestamp``; ``?`` when optional).
+
+    Expressions on the type are checked against them at load, and an event of the type
+    whose attributes don't match is rejected. Undeclared attributes are allowed on the
+    event but cannot be read by an expression."""
+
+    attributes: Annotated[dict[AttributeName, AttributeType], MaxLen(MAX_ATTRIBUTES)] = {}
+
+    @property
+    def kinds(self) -> dict[str, str]:
+        """Attribute name → type, without the optional marker."""
+        return {name: kind.removesuffix("?") for name, kind in self.attributes.items()}
+
+    @property
+    def required(self) -> frozenset[str]:
+        """The attributes an event must carry."""
+        return frozenset(name for name, kind in self.attributes.items() if not kind.endswith("?"))
+
+
+def over_event_budget(at: tuple[str | int, ...], expr: Expr, event_type: str) -> InitErrorDetails:
+    """The error for an expression that takes an event type's expressions over budget."""
+    return InitErrorDetails(
+        type=PydanticCustomError(
+            "invalid_expression",
+            "the expressions on event type {event_type} may cost more than {budget} units "
+            "per event together (about 5 ms); this one takes them over: merge or "
+            "simplify rules",
+            {"event_type": event_type, "budget": f"{EVENT_COST_BUDGET:,}"},
+        ),
+        loc=at,
+        input=expr.source,
+    )
+
+
+def _expression_errors(ruleset: RuleSet) -> list[InitErrorDetails]:
+    """Type-check every rule's and streak's expressions against declared attributes."""
+    errors: list[InitErrorDetails] = []
+    checks: list[tuple[tuple[str | int, ...], Expr, str, Literal["bool", "number"]]] = []
+    for index, rule in enumerate(ruleset.rules):
+        if rule.when is not None:
+            checks.append((("rules", index, "when"), rule.when, rule.event, "bool"))
+        if isinstance(rule.points, Expr):
+            checks.append((("rules", index, "points"), rule.points, rule.event, "number"))
+    for index, streak in enumerate(ruleset.streaks):
+        if streak.when is not None:
+            for event_type in streak.events:
+                checks.append((("streaks", index, "when"), streak.when, event_type, "bool"))
+    spent: dict[str, int] = {}
+    for at, expr, event_type, want in checks:
+        spent[event_type] = spent.get(event_type, 0) + expr.cost
+        if spent[event_type] > EVENT_COST_BUDGET:
+            if spent[event_type] - expr.cost <= EVENT_COST_BUDGET:  # report it once
+                errors.append(over_event_budget(at, expr, event_type))
+            continue
+        declared = ruleset.events.get(event_type)
+        try:
+            if declared is None:  # checked when compiled; only the result's kind is left
+                check_result(expr.result, want)
+            else:
+                analyze(expr.source, attributes=declared.kinds, want=want)
+        except CheckError as exc:
+            where = f" (event type {event_type} declares its attributes)" if declared else ""
+            errors.append(
+                InitErrorDetails(
+                    type=PydanticCustomError(
+                        "invalid_expression",
+                        "{detail}",
+                        {
+                            "detail": exc.message + where,
+                            "text_line": exc.line,
+                            "text_column": exc.column,
+                        },
+                    ),
+                    loc=at,
+                    input=expr.source,
+                )
+            )
+    return errors
+
+
 def _unique(items: Sequence[Any], *, what: str, key: str, loc: tuple[str, ...]) -> None:
     first: dict[str, int] = {}
     errors: list[InitErrorDetails] = []
@@ -320,8 +450,20 @@ def _unique(items: Sequence[Any], *, what: str, key: str, loc: tuple[str, ...]) 
         raise ValidationError.from_exception_data("duplicates", errors)
 
 
+LIMITS: dict[str, int] = {
+    "cohorts": 50,
+    "rules": 1_000,
+    "streaks": 100,
+    "thresholds": 100,
+    "events": 1_000,
+}
+"""The most entries each list (or mapping) of a rules file may hold."""
+
+
 class RuleSet(Frozen):
     """A whole rules file. Load it with ``rules.load_rules``."""
+
+    LIMITS: ClassVar[dict[str, int]] = LIMITS
 
     version: Literal[1]
     timezone: TimezoneName | None = None
@@ -333,6 +475,7 @@ class RuleSet(Frozen):
     streaks: tuple[Streak, ...] = ()
     thresholds: tuple[Threshold, ...] = ()
     budgets: Budgets | None = None
+    events: dict[EventType, EventDeclaration] = {}
 
     _by_event: dict[str, tuple[Rule, ...]] = PrivateAttr(default_factory=dict)
     _event_types: frozenset[str] = PrivateAttr(default=frozenset())
@@ -371,6 +514,13 @@ class RuleSet(Frozen):
     def _unique_thresholds(cls, thresholds: tuple[Threshold, ...]) -> tuple[Threshold, ...]:
         _unique(thresholds, what="threshold id", key="id", loc=("thresholds",))
         return thresholds
+
+    @model_validator(mode="after")
+    def _expressions_fit(self) -> RuleSet:
+        errors = _expression_errors(self)
+        if errors:
+            raise ValidationError.from_exception_data("expressions", errors)
+        return self
 
     def model_post_init(self, context: Any, /) -> None:
         by_event: dict[str, list[Rule]] = {}

@@ -12,6 +12,7 @@ from api.routes.programs import YAML_BODY
 from rewards.errors import BadRequest
 from rewards.services import challenges as challenge_service
 from rewards.services.context import program_context
+from rewards.services.rulesets import off_loop
 
 router = APIRouter(prefix="/v1", tags=["challenges"])
 
@@ -49,7 +50,8 @@ async def put_challenges(
 )
 async def validate_challenges(request: Request, principal: Admin) -> dict[str, Any]:
     """Check a challenges file without applying it."""
-    challenges = challenge_service.compile_challenges(await _yaml_text(request))
+    text = await _yaml_text(request)
+    challenges = await off_loop(challenge_service.compile_challenges, text)
     return {"valid": True, "challenges": [challenge.id for challenge in challenges.challenges]}
 
 

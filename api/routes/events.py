@@ -15,7 +15,7 @@ from rewards.errors import InvalidInput
 from rewards.services import ledger
 from rewards.services.context import program_context
 from rewards.services.events import EventIn, evaluate, in_order, outcomes, parse_batch
-from rewards.services.rulesets import compile_rules
+from rewards.services.rulesets import compile_rules, off_loop
 
 router = APIRouter(prefix="/v1", tags=["events"])
 
@@ -87,7 +87,7 @@ async def simulate(
     connection = await session.connection()
     context = await program_context(rt, connection, principal.program_id)
     if candidate is not None:
-        rules = compile_rules(candidate)
+        rules = await off_loop(compile_rules, candidate)
         context = replace(
             context,
             rules=rules,

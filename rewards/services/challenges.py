@@ -38,6 +38,7 @@ from rewards.db.engagement_models import (
 from rewards.db.models import Program
 from rewards.errors import NotFound, RulesRejected
 from rewards.runtime import Runtime
+from rewards.services import rulesets
 from rules import IsoDuration, RuleSet, RulesInvalid
 from rules.challenges import Challenge, ChallengeSet, load_challenges
 
@@ -92,7 +93,7 @@ async def put_challenges(
     ``rt`` (absent for the CLI) has its cached program context dropped; other processes
     see the change within ``program_cache_seconds``.
     """
-    compile_challenges(source)
+    await rulesets.off_loop(compile_challenges, source)  # CPU work, off the event loop
     program = await session.get(Program, program_id, with_for_update=True)
     if program is None:
         raise NotFound(f"no program '{program_id}'")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
@@ -15,7 +16,7 @@ from rewards.db.models import Program, RuleSetVersion
 from rewards.errors import NotFound
 from rewards.runtime import Runtime
 from rewards.services.challenges import compile_challenges
-from rewards.services.rulesets import compile_rules
+from rewards.services.rulesets import cache_ruleset, compile_rules, off_loop
 from rules import RuleSet
 from rules.challenges import ChallengeSet
 from rules.tenure import DEFAULT_TENURE_BANDS, TenureBand
@@ -84,7 +85,11 @@ async def program_context(
         rules=rules,
         tz=ZoneInfo(rules.timezone if rules and rules.timezone else timezone),
         challenges_version=challenges_version,
-        challenges=compile_challenges(challenges_source) if challenges_source else None,
+        challenges=(
+            await asyncio.to_thread(compile_challenges, challenges_source)
+            if challenges_source
+            else None
+        ),
     )
     rt.programs[program_id] = (time.monotonic() + rt.settings.program_cache_seconds, context)
     return context
@@ -103,6 +108,6 @@ async def _ruleset(
     )
     if source is None:
         raise NotFound(f"no rule set version {version}")
-    ruleset = compile_rules(source)
-    rt.rule_sets[(program_id, version)] = ruleset
+    ruleset = await off_loop(compile_rules, source)
+    cache_ruleset(rt, program_id, version, ruleset)
     return ruleset

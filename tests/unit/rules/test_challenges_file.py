@@ -74,18 +74,6 @@ def test_example_loads(path: Path) -> None:
     CHECKS[path.name](load_challenges_file(str(path)))
 
 
-def test_examples_match_the_reference() -> None:
-    reference = Path("/work/shared/RULES.md")
-    if not reference.exists():
-        pytest.skip("the shared format reference is not on this machine")
-    block = reference.read_text(encoding="utf-8").split("```yaml\n")[2].split("```", 1)[0]
-    sprint, kickoff = block.split("  - id: monthly_kickoff\n")
-    assert sprint in (EXAMPLES / "security_sprint.yaml").read_text(encoding="utf-8")
-    kickoff_text = (EXAMPLES / "monthly_kickoff.yaml").read_text(encoding="utf-8")
-    assert "  - id: monthly_kickoff\n" + kickoff in kickoff_text
-    assert len(load_challenges(block).challenges) == 2
-
-
 def test_multipliers_read_as_written() -> None:
     text = SPRINT.replace("multiplier: 2", "multiplier: 1.1")
     assert load_challenges(text).challenges[0].multiplier == Decimal("1.1")
