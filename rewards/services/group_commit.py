@@ -9,16 +9,48 @@ server applies a lone event at once, a busy one amortises the fixed costs.
 Semantics are those of a batch: every event gets its own result; a repeated id
 across two requests is a duplicate of the first; one request's bad event does
 not touch the others'.
+
+Poison isolation: a shared transaction that fails because of what one event holds
+(a value the database refuses at write time, a bug one input reaches) would fail
+every request in it. So a failed group is split in halves and each half applied on
+its own, recursively, in order: the good events go through (a few transactions
+more, about two per halving), and an event that fails alone is ``rejected`` with
+``event_failed`` (not stored, so it can be sent again) and logged with its
+traceback. Failures that are not about the input (the database or Redis
+unreachable, a domain error such as an unknown program) are not split: every
+request in the group gets the error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import redis.exceptions
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from rewards.errors import RewardsError
 from rewards.runtime import Runtime
-from rewards.services.events import MAX_BATCH, EventIn, Result, ingest
+from rewards.services.events import MAX_BATCH, EventIn, Result, ingest, rejected
+
+log = logging.getLogger("rewards.events")
+
+EVENT_FAILED = {
+    "code": "event_failed",
+    "message": "the event could not be applied and was not stored; the error is logged",
+    "details": [],
+}
+
+
+def about_the_input(exc: Exception) -> bool:
+    """Could this failure come from the events themselves (rather than the infrastructure)?"""
+    if isinstance(exc, RewardsError | OSError | TimeoutError | redis.exceptions.RedisError):
+        return False  # domain errors and unreachable services concern every event alike
+    if isinstance(exc, OperationalError | InterfaceError):
+        return False  # connection lost, database locked or shut down
+    return not (isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
 @dataclass
@@ -60,7 +92,7 @@ class GroupCommit:
     async def _apply(self, program_id: str, group: list[_Pending]) -> None:
         combined = [item for pending in group for item in pending.items]
         try:
-            results = await ingest(self.rt, program_id, combined)
+            results = await self._isolating(program_id, combined)
         except BaseException as exc:
             for pending in group:
                 if not pending.done.done():
@@ -74,3 +106,23 @@ class GroupCommit:
             if not pending.done.done():
                 pending.done.set_result(results[start:end])
             start = end
+
+    async def _isolating(self, program_id: str, items: Sequence[EventIn | Result]) -> list[Result]:
+        """``ingest(items)``; if that fails because of an event, apply halves on their own."""
+        try:
+            return await ingest(self.rt, program_id, items)
+        except Exception as exc:
+            if not about_the_input(exc):
+                raise
+            events = [index for index, item in enumerate(items) if isinstance(item, EventIn)]
+            if len(events) == 1:
+                log.exception("program %s: an event failed alone; rejected", program_id)
+                return [
+                    rejected(item.id, dict(EVENT_FAILED)) if isinstance(item, EventIn) else item
+                    for item in items
+                ]
+            if not events:
+                raise
+            middle = events[len(events) // 2]
+            first = await self._isolating(program_id, items[:middle])
+            return first + await self._isolating(program_id, items[middle:])
