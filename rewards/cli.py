@@ -20,18 +20,29 @@ rules_app = typer.Typer(help="Rule sets.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The points ledger.", no_args_is_help=True)
 challenges_app = typer.Typer(help="Challenges.", no_args_is_help=True)
 leaderboards_app = typer.Typer(help="Leaderboards (Redis).", no_args_is_help=True)
+secrets_app = typer.Typer(help="Secrets at rest (REWARDS_SECRET_KEY).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(programs_app, name="programs")
 app.add_typer(rules_app, name="rules")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(challenges_app, name="challenges")
 app.add_typer(leaderboards_app, name="leaderboards")
+app.add_typer(secrets_app, name="secrets")
 
 
 def migrate(settings: Settings) -> None:
+    from rewards import secrets
     from rewards.db.migrate import upgrade
 
     upgrade(settings.effective_database_url)
+    # Secrets stored before encryption existed are encrypted now.
+    asyncio.run(
+        secrets.rotate(
+            settings.effective_database_url,
+            only_plain=True,
+            keys=lambda: secrets.configure(settings),
+        )
+    )
 
 
 @db_app.command("upgrade")
@@ -410,6 +421,33 @@ def leaderboards_rebuild(
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+@secrets_app.command("rotate")
+def secrets_rotate() -> None:
+    """Re-encrypt every stored secret with the newest key of REWARDS_SECRET_KEY."""
+    from rewards import secrets
+
+    settings = Settings()
+    migrate(settings)
+    secrets.configure(settings)
+    report = asyncio.run(secrets.rotate(settings.effective_database_url))
+    typer.echo(
+        f"{report.rotated} secrets re-encrypted and {report.encrypted} encrypted "
+        f"in {report.programs} programs"
+    )
+    for where in report.unreadable:
+        typer.echo(f"no key in REWARDS_SECRET_KEY opens {where}", err=True)
+    if report.unreadable:
+        raise typer.Exit(1)
+
+
+@secrets_app.command("new-key")
+def secrets_new_key() -> None:
+    """Print a new random key for REWARDS_SECRET_KEY (put it first to make it the newest)."""
+    from rewards import secrets
+
+    typer.echo(secrets.new_key())
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from rewards import secrets
 from rewards.db.models import ApiKey, Program
 from rewards.errors import Conflict, NotFound
 from rewards.services.keys import Scope, create_key
@@ -96,15 +97,7 @@ class ProgramSettingsIn(BaseModel):
     alert_webhook_secret: str | None = Field(default=None, min_length=8, max_length=500)
 
 
-SECRET_SETTINGS = frozenset(
-    {
-        "gifq_api_token",
-        "gifq_webhook_secret",
-        "slack_signing_secret",
-        "employee_token_secret",
-        "alert_webhook_secret",
-    }
-)
+SECRET_SETTINGS = secrets.SECRET_SETTINGS  # encrypted at rest by the database layer
 
 
 def settings_view(stored: dict[str, object]) -> dict[str, object]:
