@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from rewards.settings import Settings
+from rewards.settings import Environment, Settings
 
 app = typer.Typer(help="Gamified rewards engine.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -79,7 +79,8 @@ def serve(
     if embedded is not None:
         typer.echo(f"embedded redis-server on {embedded.socket_path}")
     typer.echo(f"database: {settings.effective_database_url.split('@')[-1]}")
-    typer.echo(f"platform key: {settings.resolved_platform_key()}")
+    if settings.env is Environment.development:  # production's key is the operator's: never shown
+        typer.echo(f"platform key: {settings.resolved_platform_key()}")
     if with_sandbox and workers > 1:
         raise typer.BadParameter(
             "--with-sandbox runs in a single process; run `rewards sandbox` beside"
