@@ -53,6 +53,11 @@ log = logging.getLogger("rewards.events")
 # (bench/noisy_neighbour.py), large enough to amortise a transaction (bench/ingest.py).
 SLICE_EVENTS = 100
 
+# PostgreSQL error classes that are about the server, not the data: connection exception,
+# transaction rollback (retried already), insufficient resources (e.g. too many
+# clients), operator intervention, system error.
+INFRASTRUCTURE_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+
 EVENT_FAILED = {
     "code": "event_failed",
     "message": "the event could not be applied and was not stored; the error is logged",
@@ -66,7 +71,12 @@ def about_the_input(exc: Exception) -> bool:
         return False  # domain errors and unreachable services concern every event alike
     if isinstance(exc, OperationalError | InterfaceError):
         return False  # connection lost, database locked or shut down
-    return not (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return False
+        sqlstate = str(getattr(exc.orig, "sqlstate", None) or "")
+        return sqlstate[:2] not in INFRASTRUCTURE_SQLSTATE_CLASSES
+    return True
 
 
 class FairGate:

@@ -13,11 +13,22 @@ from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
 from rewards.db.dialect import dialect_name
+from rewards.errors import NotFound
 from rewards.runtime import Runtime
+from rewards.services.group_commit import about_the_input
 from tests.conftest import ProgramClient, event
 from tests.integration.rulesets import BASIC
+
+
+class _Orig(Exception):
+    """A driver error as SQLAlchemy wraps it, with PostgreSQL's error code."""
+
+    def __init__(self, sqlstate: str | None) -> None:
+        super().__init__(sqlstate)
+        self.sqlstate = sqlstate
 
 
 @pytest.fixture
@@ -43,6 +54,8 @@ async def poisoned(program: ProgramClient, runtime: Runtime) -> AsyncIterator[Pr
                     f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
                     f"IF NEW.program_id = '{program.id}' AND NEW.id LIKE 'poison%' THEN "
                     "RAISE EXCEPTION 'poison event' USING ERRCODE = '22008'; END IF; "
+                    f"IF NEW.program_id = '{program.id}' AND NEW.id LIKE 'overload%' THEN "
+                    "RAISE EXCEPTION 'too many clients' USING ERRCODE = '53300'; END IF; "
                     "RETURN NEW; END $$"
                 )
             )
@@ -110,3 +123,33 @@ async def test_a_poison_event_is_not_stored_and_can_be_sent_again(
     (again,) = await poisoned.post_events(event("poison-2", "u2"))
     assert again["status"] == "rejected"
     assert (await poisoned.balance("u2"))["balance"] == 0
+
+
+async def test_a_server_side_failure_is_not_blamed_on_the_events(
+    poisoned: ProgramClient, runtime: Runtime
+) -> None:
+    """An error about the server (here PostgreSQL's "too many clients") is not a rejection:
+    the request fails as a whole, so the client sends it again."""
+    async with runtime.engine.connect() as connection:
+        if dialect_name(connection) == "sqlite":
+            pytest.skip("SQLite has no error classes to raise from a trigger")
+    response = await poisoned.request("POST", "/v1/events", json=event("overload-1", "u3"))
+    assert response.status_code >= 500
+    assert (await poisoned.balance("u3"))["balance"] == 0
+
+
+@pytest.mark.parametrize(
+    ("error", "input_caused"),
+    [
+        (DataError("INSERT", {}, _Orig("22008")), True),
+        (DBAPIError("INSERT", {}, _Orig("53300")), False),
+        (DBAPIError("INSERT", {}, _Orig("08006")), False),
+        (IntegrityError("INSERT", {}, _Orig(None)), True),
+        (OperationalError("BEGIN", {}, _Orig(None)), False),
+        (OverflowError("Python int too large to convert to SQLite INTEGER"), True),
+        (NotFound("no program 'x'"), False),
+        (ConnectionError("redis"), False),
+    ],
+)
+def test_which_failures_are_blamed_on_the_events(error: Exception, input_caused: bool) -> None:
+    assert about_the_input(error) is input_caused
