@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from rewards.settings import Settings
+from rewards.settings import Environment, Settings
 
 app = typer.Typer(help="Gamified rewards engine.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -23,18 +23,29 @@ rules_app = typer.Typer(help="Rule sets.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The points ledger.", no_args_is_help=True)
 challenges_app = typer.Typer(help="Challenges.", no_args_is_help=True)
 leaderboards_app = typer.Typer(help="Leaderboards (Redis).", no_args_is_help=True)
+secrets_app = typer.Typer(help="Secrets at rest (REWARDS_SECRET_KEY).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(programs_app, name="programs")
 app.add_typer(rules_app, name="rules")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(challenges_app, name="challenges")
 app.add_typer(leaderboards_app, name="leaderboards")
+app.add_typer(secrets_app, name="secrets")
 
 
 def migrate(settings: Settings) -> None:
+    from rewards import secrets
     from rewards.db.migrate import upgrade
 
     upgrade(settings.effective_database_url)
+    # Secrets stored before encryption existed are encrypted now.
+    asyncio.run(
+        secrets.rotate(
+            settings.effective_database_url,
+            only_plain=True,
+            keys=lambda: secrets.configure(settings),
+        )
+    )
 
 
 @db_app.command("upgrade")
@@ -88,7 +99,8 @@ def serve(
     if embedded is not None:
         typer.echo(f"embedded redis-server on {embedded.socket_path} (data in {embedded.data_dir})")
     typer.echo(f"database: {settings.effective_database_url.split('@')[-1]}")
-    typer.echo(f"platform key: {settings.resolved_platform_key()}")
+    if settings.env is Environment.development:  # production's key is the operator's: never shown
+        typer.echo(f"platform key: {settings.resolved_platform_key()}")
     typer.echo(f"public URL: {settings.public_url} (REWARDS_PUBLIC_URL)")
     try:
         if workers > 1:
@@ -547,6 +559,33 @@ def leaderboards_rebuild(
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+@secrets_app.command("rotate")
+def secrets_rotate() -> None:
+    """Re-encrypt every stored secret with the newest key of REWARDS_SECRET_KEY."""
+    from rewards import secrets
+
+    settings = Settings()
+    migrate(settings)
+    secrets.configure(settings)
+    report = asyncio.run(secrets.rotate(settings.effective_database_url))
+    typer.echo(
+        f"{report.rotated} secrets re-encrypted and {report.encrypted} encrypted "
+        f"in {report.programs} programs"
+    )
+    for where in report.unreadable:
+        typer.echo(f"no key in REWARDS_SECRET_KEY opens {where}", err=True)
+    if report.unreadable:
+        raise typer.Exit(1)
+
+
+@secrets_app.command("new-key")
+def secrets_new_key() -> None:
+    """Print a new random key for REWARDS_SECRET_KEY (put it first to make it the newest)."""
+    from rewards import secrets
+
+    typer.echo(secrets.new_key())
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from arq.connections import ArqRedis
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from rewards import net, secrets
 from rewards.db.engine import create_engine, create_sessionmaker
 from rewards.redis_server import EmbeddedRedis, redis_url_for_socket, start_embedded
 from rewards.settings import Settings
@@ -89,6 +90,8 @@ async def open_runtime(
     embedded = None
     if redis_url is None:
         redis_url, embedded = resolve_redis_url(settings)
+    secrets.configure(settings)
+    net.configure(settings)
     engine = create_engine(settings.effective_database_url, pool_size=settings.db_pool_size)
     return Runtime(
         settings=settings,

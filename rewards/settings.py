@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     # several installations (and CI runs) side by side.
     redis_prefix: str = "rw"
     platform_key: str | None = Field(default=None, min_length=16)
+    # Fernet keys encrypting secrets at rest, comma-separated, newest first (rewards.secrets).
+    secret_key: str | None = None
+    # Outside development, outbound calls to non-public addresses are refused unless this
+    # comma-separated list names the host, address or network (rewards.net).
+    outbound_allowlist: str | None = None
     db_pool_size: int = 10
     # Auth look-ups are cached in-process this long; a revoked key stops working within it.
     auth_cache_seconds: float = 5.0
@@ -70,6 +75,7 @@ class Settings(BaseSettings):
                     ("REWARDS_PLATFORM_KEY", self.platform_key),
                     ("REWARDS_DATABASE_URL", self.database_url),
                     ("REWARDS_REDIS_URL", self.redis_url),
+                    ("REWARDS_SECRET_KEY", self.secret_key),
                 )
                 if not value
             ]

@@ -18,6 +18,7 @@ import logging
 from typing import Any
 
 from arq import cron, func
+from arq.cron import CronJob
 from arq.typing import WorkerCoroutine
 from arq.worker import Function, Worker
 from sqlalchemy import select
@@ -79,15 +80,37 @@ FUNCTIONS: list[Function | WorkerCoroutine] = [
     fulfilment.rewards_sweep,
     fulfilment.rewards_reconcile,
 ]
-CRON_JOBS = [
-    cron(expire_points, minute=set(range(0, 60, 10)), run_at_startup=True, unique=True),
-    cron(leaderboards_sweep, run_at_startup=True, unique=True),
-    # A heal may rebuild many programs, or a large one: more than arq's 300 s default.
-    cron(leaderboards_heal, run_at_startup=True, unique=True, timeout=HEAL_TIMEOUT_SECONDS),
-    cron(leaderboards_snapshots, minute=set(range(5, 60, 10)), run_at_startup=True, unique=True),
-    cron(fulfilment.rewards_sweep, unique=True),
-    cron(fulfilment.rewards_reconcile, minute=set(range(2, 60, 5)), unique=True),
-]
+
+
+def cron_jobs(prefix: str) -> list[CronJob]:
+    """The crons, named ``<prefix>:cron:<function>``.
+
+    arq keys a unique cron's run by ``arq:job:<name>:<time>`` and ``arq:in-progress:<name>:<time>``,
+    outside the queue's name: with the bare function name, two installations sharing a Redis
+    database would each skip the runs the other queued first. Fresh objects per worker: arq
+    keeps each cron's next run time on it.
+    """
+    every_10 = set(range(0, 60, 10))
+    return [
+        cron(job, name=f"{prefix}:cron:{name}", unique=True, **options)
+        for name, job, options in (
+            ("expire_points", expire_points, {"minute": every_10, "run_at_startup": True}),
+            ("leaderboards_sweep", leaderboards_sweep, {"run_at_startup": True}),
+            (
+                "leaderboards_snapshots",
+                leaderboards_snapshots,
+                {"minute": {m + 5 for m in every_10}, "run_at_startup": True},
+            ),
+            # A heal may rebuild many programs, or a large one: more than arq's 300 s default.
+            (
+                "leaderboards_heal",
+                leaderboards_heal,
+                {"run_at_startup": True, "timeout": HEAL_TIMEOUT_SECONDS},
+            ),
+            ("rewards_sweep", fulfilment.rewards_sweep, {}),
+            ("rewards_reconcile", fulfilment.rewards_reconcile, {"minute": set(range(2, 60, 5))}),
+        )
+    ]
 
 
 def queue_name(settings: Settings) -> str:
@@ -98,7 +121,7 @@ def build_worker(rt: Runtime, *, handle_signals: bool, burst: bool = False) -> W
     """A worker sharing ``rt`` (the API process's runtime for ``serve --with-worker``)."""
     return Worker(
         functions=FUNCTIONS,
-        cron_jobs=CRON_JOBS,
+        cron_jobs=cron_jobs(rt.settings.redis_prefix),
         redis_settings=arq_settings(rt.redis_url),
         queue_name=queue_name(rt.settings),
         ctx={"runtime": rt},

@@ -9,6 +9,8 @@ from fastapi import APIRouter, Path, Query
 from api.deps import Admin, Reader, RuntimeDep, SessionDep, Writer
 from api.errors import error_responses
 from rewards.services import rewards as reward_service
+from rewards.services.keys import Scope
+from rewards.services.reward_reasons import for_non_admins
 from rewards.services.rewards import MAX_REWARD_ID, DecisionIn, RedemptionIn, reward_views
 
 router = APIRouter(tags=["rewards"])
@@ -20,7 +22,10 @@ RewardId = Annotated[int, Path(ge=1, le=MAX_REWARD_ID, description="the reward's
 async def user_rewards(user_id: str, principal: Reader, session: SessionDep) -> dict[str, Any]:
     """The user's rewards, newest first, with status, GIFQ order and recipient status."""
     rows = await reward_service.user_rewards(session, principal.program_id, user_id)
-    return {"user_id": user_id, "rewards": await reward_views(session, rows)}
+    views = await reward_views(session, rows)
+    if not principal.allows(Scope.admin):
+        views = for_non_admins(views)  # GIFQ's raw answers are for admins only
+    return {"user_id": user_id, "rewards": views}
 
 
 @router.post("/v1/users/{user_id}/redemptions", responses=error_responses(401, 403, 404, 409, 422))
@@ -31,6 +36,8 @@ async def redeem(
     redeemed = await reward_service.redeem(
         rt, program_id=principal.program_id, user_id=user_id, data=data or RedemptionIn()
     )
+    if not principal.allows(Scope.admin):
+        redeemed = for_non_admins(redeemed)
     return {"user_id": user_id, "rewards": redeemed}
 
 

@@ -30,6 +30,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from rewards.secrets import ProgramSettings
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -76,7 +78,8 @@ class Program(Base):
     timezone: Mapped[str] = mapped_column(String(64))
     currency: Mapped[str] = mapped_column(String(3))
     active_rules_version: Mapped[int | None] = mapped_column(Integer)
-    settings: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    # Its secrets are encrypted at rest (rewards.secrets).
+    settings: Mapped[dict[str, Any]] = mapped_column(ProgramSettings, default=dict)
     created_at: Mapped[datetime] = mapped_column(Timestamp())
 
 

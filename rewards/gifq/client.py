@@ -59,6 +59,7 @@ from rewards.gifq.responses import (
     rejection,
     server_now,
 )
+from rewards.net import guarded_transport
 
 logger = logging.getLogger(__name__)
 
@@ -111,8 +112,8 @@ class GifqClient:
                 "User-Agent": USER_AGENT,
             },
             timeout=timeout,
-            transport=transport,
-            verify=_tls_context(),
+            # Outbound-policy checked (rewards.net): the base URL is an admin's setting.
+            transport=transport or guarded_transport(verify=_tls_context()),
         )
         self._max_attempts = max_attempts
         self._backoff = backoff

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from rewards import net, secrets
 from rewards.db.models import ApiKey, Program
 from rewards.errors import Conflict, InvalidInput, NotFound
 from rewards.services.keys import Scope, create_key
@@ -98,16 +99,17 @@ class ProgramSettingsIn(BaseModel):
     alert_webhook_url: str | None = Field(default=None, pattern=r"^https?://", max_length=500)
     alert_webhook_secret: str | None = Field(default=None, min_length=8, max_length=500)
 
+    @field_validator("gifq_base_url", "alert_webhook_url")
+    @classmethod
+    def _outbound(cls, value: str | None) -> str | None:
+        # Outside development, a non-public address is refused here already (names are
+        # checked again at every connection: rewards.net).
+        if value is not None and (problem := net.policy().check_url(value)):
+            raise ValueError(problem)
+        return value
 
-SECRET_SETTINGS = frozenset(
-    {
-        "gifq_api_token",
-        "gifq_webhook_secret",
-        "slack_signing_secret",
-        "employee_token_secret",
-        "alert_webhook_secret",
-    }
-)
+
+SECRET_SETTINGS = secrets.SECRET_SETTINGS  # encrypted at rest by the database layer
 
 
 def settings_view(stored: dict[str, object]) -> dict[str, object]:

@@ -145,7 +145,7 @@ async def test_reads_say_rebuilding_while_a_rebuild_holds_the_boards(
 
 
 async def test_the_worker_runs_the_heal_every_minute_and_at_startup(runtime: Runtime) -> None:
-    [job] = [j for j in worker.CRON_JOBS if j.coroutine is worker.leaderboards_heal]
+    [job] = [j for j in worker.cron_jobs("rw") if j.coroutine is worker.leaderboards_heal]
     assert isinstance(job, CronJob)
     assert job.run_at_startup and job.unique
     assert (job.minute, job.second) == (None, 0)  # every minute, on the minute
