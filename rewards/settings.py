@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     # A rule-set change reaches other processes within it; every event records the
     # version that actually judged it.
     program_cache_seconds: float = 1.0
+    # Requests per API key: a token bucket of this burst refilled at this rate, shared
+    # by every process through Redis. A program can set its own (program settings).
+    rate_limit_per_second: float = Field(default=100.0, gt=0)
+    rate_limit_burst: int = Field(default=200, ge=1)
+    # Failed authentications per source address in a minute before it gets 429s.
+    auth_failures_per_minute: int = Field(default=30, ge=1)
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

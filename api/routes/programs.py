@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from api.deps import Admin, RuntimeDep, SessionDep, bearer_token
 from api.errors import error_responses
 from rewards.db.models import ApiKey, Program, RuleSetVersion
-from rewards.errors import BadRequest, Forbidden, NotFound
+from rewards.errors import BadRequest, NotFound, Unauthenticated
 from rewards.services import keys as key_service
 from rewards.services import rulesets
 from rewards.services.programs import (
@@ -72,7 +72,7 @@ async def create(
     """Create a program and its first admin key (platform key only)."""
     token = bearer_token(request)
     if not hmac.compare_digest(token, rt.settings.resolved_platform_key()):
-        raise Forbidden("creating programs needs the platform key (REWARDS_PLATFORM_KEY)")
+        raise Unauthenticated("creating programs needs the platform key (REWARDS_PLATFORM_KEY)")
     program, key, secret = await create_program(session, data, now=rt.clock())
     return {"program": program_view(program), "api_key": key_view(key, secret)}
 

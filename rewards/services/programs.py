@@ -94,6 +94,10 @@ class ProgramSettingsIn(BaseModel):
     # Where admin alerts go (a reward on hold or needing review), and the secret signing them.
     alert_webhook_url: str | None = Field(default=None, pattern=r"^https?://", max_length=500)
     alert_webhook_secret: str | None = Field(default=None, min_length=8, max_length=500)
+    # Requests per API key of this program (a token bucket); unset: the installation's
+    # REWARDS_RATE_LIMIT_PER_SECOND and REWARDS_RATE_LIMIT_BURST.
+    rate_limit_per_second: float | None = Field(default=None, gt=0, le=1_000_000)
+    rate_limit_burst: int | None = Field(default=None, ge=1, le=1_000_000)
 
 
 SECRET_SETTINGS = frozenset(

@@ -13,7 +13,8 @@ async def test_creating_a_program_needs_the_platform_key(http: httpx.AsyncClient
     assert missing.json()["error"]["code"] == "unauthenticated"
     assert missing.json()["request_id"]
     wrong = await http.post("/v1/programs", json=body, headers={"Authorization": "Bearer nope"})
-    assert wrong.status_code == 403
+    assert wrong.status_code == 401  # a wrong credential is not an authenticated one
+    assert wrong.json()["error"]["code"] == "unauthenticated"
 
 
 async def test_program_validation_and_conflict(

@@ -1,0 +1,189 @@
+"""The gate: credentials before the body, body limits, rate limits (issue 12 §1, §8, §14)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi.routing import APIRoute
+
+from api.app import create_app
+from api.limits import MB, Credential, policy_for
+from rewards.runtime import Runtime, open_runtime
+from tests.conftest import PLATFORM_KEY, ProgramClient, event, new_program
+from tests.integration.rulesets import BASIC
+
+
+class Body:
+    """A request body sent in chunks as the server asks for them, counting what it took."""
+
+    def __init__(self, chunks: int, size: int = 64 * 1024) -> None:
+        self.chunks, self.size, self.taken = chunks, size, 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for _ in range(self.chunks):
+            self.taken += 1
+            yield b" " * self.size
+
+
+def client_from(runtime: Runtime, address: str) -> httpx.AsyncClient:
+    """A client of the app whose requests come from ``address``."""
+    app = create_app(runtime.settings, runtime=runtime)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=(address, 4000))
+    return httpx.AsyncClient(transport=transport, base_url="http://rewards.test")
+
+
+async def test_no_key_is_a_401_before_the_body_is_read(runtime: Runtime) -> None:
+    async with client_from(runtime, "198.51.100.1") as client:
+        body = Body(chunks=1600)  # 100 MB, were it all read
+        response = await client.post("/v1/events", content=body)
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "unauthenticated"
+        assert body.taken == 0
+        unknown = Body(chunks=1600)
+        response = await client.post(
+            "/v1/users:bulk", content=unknown, headers={"Authorization": "Bearer rwk_unknown"}
+        )
+        assert response.status_code == 401
+        assert unknown.taken == 0
+
+
+async def test_a_body_over_the_routes_limit_is_a_413(program: ProgramClient) -> None:
+    # Declared too large: refused from Content-Length, unread.
+    declared = await program.request("POST", "/v1/events", content=b"x" * (5 * MB + 1))
+    assert declared.status_code == 413
+    error = declared.json()["error"]
+    assert error["code"] == "payload_too_large"
+    assert "5 MB" in error["message"]
+    assert error["details"] == [{"limit_bytes": 5 * MB}]
+    # Streamed without a length: refused as soon as the bytes pass the limit.
+    streamed = Body(chunks=1600)
+    response = await program.request("POST", "/v1/events", content=streamed)
+    assert response.status_code == 413
+    assert streamed.taken == 5 * MB // streamed.size + 1
+    # YAML has its own limit.
+    rules = await program.put_rules("#" * (1 * MB + 1))
+    assert rules.status_code == 413 and "1 MB" in rules.json()["error"]["message"]
+    # Routes with small bodies have a small limit.
+    user = await program.request("PUT", "/v1/users/u-1", content=b"{" + b" " * 300_000 + b"}")
+    assert user.status_code == 413
+    # Under the limit all is as before.
+    await program.put_rules(BASIC)
+    await program.put_user("u-1")
+    assert (await program.post_events(event("e-1", "u-1")))[0]["status"] == "applied"
+
+
+def test_every_route_with_a_key_is_guarded_by_the_gate() -> None:
+    """A route under /v1 must name its credential in ``api.limits`` so the gate checks it
+    before reading the body; only signed third-party callbacks are left open."""
+    app = create_app()
+    open_paths = re.compile(r"/v1/(webhooks|sources/slack)/.*")
+    for route in app.routes:
+        if not isinstance(route, APIRoute) or not route.path.startswith("/v1/"):
+            continue
+        path = re.sub(r"\{[^}]+\}", "x", route.path)
+        for method in route.methods:
+            credential = policy_for(method, path).credential
+            if open_paths.fullmatch(path):
+                assert credential is Credential.none, (method, route.path)
+            else:
+                assert credential is not Credential.none, (method, route.path)
+
+
+async def test_wrong_platform_key_is_a_401(runtime: Runtime) -> None:
+    async with client_from(runtime, "198.51.100.2") as client:
+        body = {"id": "nope", "name": "x"}
+        wrong = await client.post(
+            "/v1/programs", json=body, headers={"Authorization": "Bearer not-the-platform-key"}
+        )
+        assert wrong.status_code == 401
+        assert wrong.json()["error"]["code"] == "unauthenticated"
+        assert wrong.headers["www-authenticate"] == "Bearer"
+
+
+async def test_failed_authentications_per_address_turn_into_429(runtime: Runtime) -> None:
+    limit = runtime.settings.auth_failures_per_minute
+    async with (
+        client_from(runtime, "198.51.100.3") as attacker,
+        client_from(runtime, "198.51.100.4") as neighbour,
+    ):
+        statuses = [
+            (
+                await attacker.get("/v1/users/u-1", headers={"Authorization": f"Bearer rwk_{n}"})
+            ).status_code
+            for n in range(limit + 5)
+        ]
+        assert statuses == [401] * limit + [429] * 5
+        refused = await attacker.post("/v1/events", content=Body(chunks=10))
+        assert refused.status_code == 429
+        assert refused.json()["error"]["code"] == "too_many_failed_attempts"
+        assert 1 <= int(refused.headers["retry-after"]) <= 60
+        # The platform route counts too, and another address is not affected.
+        platform = await attacker.post(
+            "/v1/programs", json={}, headers={"Authorization": "Bearer wrong-platform-key"}
+        )
+        assert platform.status_code == 429
+        other = await neighbour.get("/v1/users/u-1", headers={"Authorization": "Bearer rwk_x"})
+        assert other.status_code == 401
+        ok = await neighbour.post(
+            "/v1/programs",
+            json={"id": "nope!", "name": "x"},
+            headers={"Authorization": f"Bearer {PLATFORM_KEY}"},
+        )
+        assert ok.status_code == 422
+
+
+async def test_a_program_sets_its_keys_rate(program: ProgramClient) -> None:
+    response = await program.request(
+        "PUT",
+        "/v1/programs/current/settings",
+        json={"rate_limit_per_second": 0.001, "rate_limit_burst": 3},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["rate_limit_per_second"] == 0.001
+    statuses = [
+        (await program.request("GET", "/v1/programs/current")).status_code for _ in range(5)
+    ]
+    assert statuses == [200, 200, 200, 429, 429]
+    limited = await program.request("POST", "/v1/events", content=Body(chunks=4))
+    assert limited.status_code == 429
+    assert limited.json()["error"]["code"] == "rate_limited"
+    assert "0.001 requests a second" in limited.json()["error"]["message"]
+    assert 900 <= int(limited.headers["retry-after"]) <= 1000  # one token every 1000 s
+    # Another key of the same program has a bucket of its own; another program too.
+    other = await new_program(program.http)
+    assert (await other.request("GET", "/v1/programs/current")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"rate_limit_per_second": 0},
+        {"rate_limit_per_second": "NaN"},
+        {"rate_limit_burst": 0},
+        {"rate_limit_burst": 10**9},
+    ],
+)
+async def test_rate_settings_are_checked(program: ProgramClient, body: dict) -> None:
+    response = await program.request("PUT", "/v1/programs/current/settings", json=body)
+    assert response.status_code == 422
+
+
+async def test_the_installations_default_rate_applies(runtime: Runtime) -> None:
+    settings = runtime.settings.model_copy(
+        update={"rate_limit_per_second": 0.01, "rate_limit_burst": 2}
+    )
+    own = await open_runtime(settings, redis_url=runtime.redis_url)
+    try:
+        app = create_app(settings, runtime=own)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            program = await new_program(client)
+            statuses = [
+                (await program.request("GET", "/v1/programs/current")).status_code for _ in range(3)
+            ]
+            assert statuses == [200, 200, 429]
+    finally:
+        await own.close()
