@@ -31,9 +31,9 @@ class RoutePolicy:
 
 
 ROUTES: tuple[tuple[str, re.Pattern[str], RoutePolicy], ...] = tuple(
-    (method, re.compile(path), policy)
+    (method, re.compile(path, re.DOTALL), policy)
     for method, path, policy in (
-        ("POST", r"/v1/programs", RoutePolicy(Credential.platform, 64 * KB)),
+        ("*", r"/v1/programs", RoutePolicy(Credential.platform, 64 * KB)),
         ("POST", r"/v1/events", RoutePolicy(Credential.api_key, 5 * MB)),  # up to 1000 events
         ("POST", r"/v1/simulate", RoutePolicy(Credential.api_key, 6 * MB)),  # events + YAML
         ("PUT", r"/v1/programs/current/rules", RoutePolicy(Credential.api_key, 1 * MB)),

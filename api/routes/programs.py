@@ -97,7 +97,7 @@ async def get_settings(principal: Admin, session: SessionDep) -> dict[str, Any]:
 
 class KeyIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
-    scopes: list[str]
+    scopes: list[key_service.Scope] = Field(min_length=1, max_length=len(key_service.Scope))
 
 
 @router.post("/current/keys", status_code=201, responses=error_responses(401, 403, 422))
@@ -105,7 +105,11 @@ async def create_key(
     data: KeyIn, principal: Admin, rt: RuntimeDep, session: SessionDep
 ) -> dict[str, Any]:
     key, secret = await key_service.create_key(
-        session, program_id=principal.program_id, name=data.name, scopes=data.scopes, now=rt.clock()
+        session,
+        program_id=principal.program_id,
+        name=data.name,
+        scopes=[scope.value for scope in data.scopes],
+        now=rt.clock(),
     )
     return key_view(key, secret)
 

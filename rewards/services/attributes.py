@@ -14,7 +14,7 @@ import re
 from typing import Annotated, Any
 
 import orjson
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
 
 MAX_DEPTH = 16
 MAX_BYTES = 64 * 1024  # of one event's or one user's attributes, as compact JSON
@@ -83,4 +83,12 @@ def _valid(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-Attributes = Annotated[dict[str, Any], AfterValidator(_valid)]
+Attributes = Annotated[
+    dict[str, Any],
+    AfterValidator(_valid),
+    Field(
+        description=f"Any JSON object of at most {MAX_BYTES // 1024} KB, nested at most "
+        f"{MAX_DEPTH} levels, with 64-bit integers, finite numbers and keys of at most "
+        f"{MAX_KEY_LENGTH} characters."
+    ),
+]

@@ -8,7 +8,8 @@ Two kinds:
 - a **fixed window** of failed authentications per source address: after ``limit``
   failures in a window, that address is refused until the window ends, whatever it sends.
 
-Both answer with how long to wait, for ``Retry-After``.
+Both answer with how long to wait, for ``Retry-After``. An idle bucket is dropped once
+full again, or after 30 days.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ else
     wait = (cost - tokens) / rate
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
-redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
+-- Kept until full again (a full bucket is the same as none), at most 30 days.
+redis.call('PEXPIRE', KEYS[1], math.min(math.ceil((burst - tokens) / rate * 1000) + 1000, 2592000000))
 return {allowed, tostring(wait)}
 """
 

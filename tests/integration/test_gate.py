@@ -161,6 +161,7 @@ async def test_a_program_sets_its_keys_rate(program: ProgramClient) -> None:
     "body",
     [
         {"rate_limit_per_second": 0},
+        {"rate_limit_per_second": 1e-300},
         {"rate_limit_per_second": "NaN"},
         {"rate_limit_burst": 0},
         {"rate_limit_burst": 10**9},
