@@ -8,16 +8,22 @@ Two kinds:
 - a **fixed window** of failed authentications per source address: after ``limit``
   failures in a window, that address is refused until the window ends, whatever it sends.
 
-Both answer with how long to wait, for ``Retry-After``. An idle bucket is dropped once
+Both answer with how long to wait, for ``Retry-After``. When Redis cannot be reached they
+let the request through (and log it): a limit is not worth an outage. An idle bucket is dropped once
 full again, or after 30 days.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger("rewards.ratelimit")
 
 # KEYS[1] the bucket; ARGV: refill per second, burst, cost. Returns {allowed, wait seconds}.
 # Floats go back as strings: Redis truncates Lua numbers to integers.
@@ -80,27 +86,45 @@ def _seconds(wait: float) -> int:
     return max(1, math.ceil(wait))
 
 
+async def _or_allow(decide: Callable[[], Awaitable[Verdict]], key: str) -> Verdict:
+    try:
+        return await decide()
+    except RedisError as exc:
+        log.warning("rate limit %s not checked, Redis failed: %r", key, exc)
+        return Verdict(True)
+
+
 async def take(redis: Redis, key: str, rate: Rate, *, cost: int = 1) -> Verdict:
     """Take ``cost`` tokens from the bucket at ``key``, or say how long until there are."""
-    script = redis.register_script(TOKEN_BUCKET)
-    allowed, wait = await script(keys=[key], args=[rate.per_second, rate.burst, cost])
-    if int(allowed):
-        return Verdict(True)
-    return Verdict(False, _seconds(float(wait)))
+
+    async def decide() -> Verdict:
+        script = redis.register_script(TOKEN_BUCKET)
+        allowed, wait = await script(keys=[key], args=[rate.per_second, rate.burst, cost])
+        return Verdict(True) if int(allowed) else Verdict(False, _seconds(float(wait)))
+
+    return await _or_allow(decide, key)
 
 
 async def failures_exceeded(redis: Redis, key: str, *, limit: int) -> Verdict:
     """Refused when the window at ``key`` has already seen ``limit`` failures."""
-    count, ms_left = await redis.register_script(READ_FAILURES)(keys=[key])
-    if int(count) < limit:
-        return Verdict(True)
-    return Verdict(False, _seconds(int(ms_left) / 1000))
+
+    async def decide() -> Verdict:
+        count, ms_left = await redis.register_script(READ_FAILURES)(keys=[key])
+        if int(count) < limit:
+            return Verdict(True)
+        return Verdict(False, _seconds(int(ms_left) / 1000))
+
+    return await _or_allow(decide, key)
 
 
 async def count_failure(redis: Redis, key: str, *, limit: int, window_seconds: int) -> Verdict:
     """Count one failure; refused when it is past ``limit`` in the window."""
-    script = redis.register_script(COUNT_FAILURE)
-    count, ms_left = await script(keys=[key], args=[window_seconds])
-    if int(count) <= limit:
-        return Verdict(True)
-    return Verdict(False, _seconds(int(ms_left) / 1000))
+
+    async def decide() -> Verdict:
+        script = redis.register_script(COUNT_FAILURE)
+        count, ms_left = await script(keys=[key], args=[window_seconds])
+        if int(count) <= limit:
+            return Verdict(True)
+        return Verdict(False, _seconds(int(ms_left) / 1000))
+
+    return await _or_allow(decide, key)

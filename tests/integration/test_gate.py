@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import AsyncIterator
 
 import httpx
@@ -170,6 +171,26 @@ async def test_a_program_sets_its_keys_rate(program: ProgramClient) -> None:
 async def test_rate_settings_are_checked(program: ProgramClient, body: dict) -> None:
     response = await program.request("PUT", "/v1/programs/current/settings", json=body)
     assert response.status_code == 422
+
+
+async def test_limits_let_requests_through_when_redis_is_down(
+    runtime: Runtime, program: ProgramClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    own = await open_runtime(runtime.settings, redis_url=f"redis://127.0.0.1:{port}/0")
+    try:
+        app = create_app(runtime.settings, runtime=own)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            ok = await client.get("/v1/programs/current", headers=program.headers)
+            assert ok.status_code == 200, ok.text
+            unknown = await client.get("/v1/programs/current", headers={"Authorization": "x"})
+            assert unknown.status_code == 401
+    finally:
+        await own.close()
+    assert "Redis failed" in caplog.text
 
 
 async def test_the_installations_default_rate_applies(runtime: Runtime) -> None:
