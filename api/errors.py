@@ -133,20 +133,46 @@ def install(app: FastAPI) -> None:
             response.headers["Allow"] = ", ".join(allowed_methods(app, request))
         return response
 
-    @app.exception_handler(sqlalchemy.exc.OperationalError)
-    @app.exception_handler(sqlalchemy.exc.InterfaceError)
+    @app.exception_handler(sqlalchemy.exc.DBAPIError)
     @app.exception_handler(redis.exceptions.ConnectionError)
     @app.exception_handler(redis.exceptions.TimeoutError)
     async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
-        # The database or Redis is down or overloaded: a temporary failure, worth a retry.
-        log.warning("a backing service is unavailable: %r", exc)
-        response = error_response(
-            request, 503, "temporarily_unavailable", "a backing service is unavailable; retry"
-        )
-        response.headers["Retry-After"] = "5"
-        return response
+        return unavailable(request, exc) if is_unavailable(exc) else unexpected(request, exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", exc_info=exc)
-        return error_response(request, 500, "internal_error", "something went wrong on our side")
+        return unexpected(request, exc)
+
+
+# PostgreSQL refusing new connections: too many clients, starting up or shutting down.
+REFUSED_CONNECTIONS = frozenset({"TooManyConnectionsError", "CannotConnectNowError"})
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """The database or Redis is down or overloaded: a temporary failure, worth a retry."""
+    if isinstance(
+        exc,
+        sqlalchemy.exc.OperationalError
+        | sqlalchemy.exc.InterfaceError
+        | redis.exceptions.ConnectionError
+        | redis.exceptions.TimeoutError,
+    ):
+        return True
+    if isinstance(exc, sqlalchemy.exc.DBAPIError):
+        causes = (exc.orig, exc.orig.__cause__ if exc.orig is not None else None)
+        return any(type(cause).__name__ in REFUSED_CONNECTIONS for cause in causes)
+    return False
+
+
+def unavailable(request: Request, exc: BaseException) -> JSONResponse:
+    log.warning("a backing service is unavailable: %r", exc)
+    response = error_response(
+        request, 503, "temporarily_unavailable", "a backing service is unavailable; retry"
+    )
+    response.headers["Retry-After"] = "5"
+    return response
+
+
+def unexpected(request: Request, exc: BaseException) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return error_response(request, 500, "internal_error", "something went wrong on our side")

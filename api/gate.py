@@ -28,7 +28,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.deps import bearer, identify
-from api.errors import error_response
+from api.errors import error_response, is_unavailable, unavailable
 from api.limits import Credential, RoutePolicy, describe, policy_for
 from rewards.errors import InvalidInput, Unauthenticated
 from rewards.runtime import Runtime
@@ -58,7 +58,12 @@ class Gate:
             return
         policy = policy_for(scope["method"], scope["path"])
         request = Request(scope)
-        refusal = await admit(request, policy)
+        try:
+            refusal = await admit(request, policy)
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            refusal = unavailable(request, exc)  # a 503 as from the routes, not a 500
         if refusal is None:
             try:
                 body = await read_body(scope, receive, policy.max_body)

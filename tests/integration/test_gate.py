@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -179,7 +180,8 @@ async def test_limits_let_requests_through_when_redis_is_down(
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    own = await open_runtime(runtime.settings, redis_url=f"redis://127.0.0.1:{port}/0")
+    settings = runtime.settings.model_copy(update={"db_pool_size": 2})
+    own = await open_runtime(settings, redis_url=f"redis://127.0.0.1:{port}/0")
     try:
         app = create_app(runtime.settings, runtime=own)
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
@@ -193,9 +195,27 @@ async def test_limits_let_requests_through_when_redis_is_down(
     assert "Redis failed" in caplog.text
 
 
+async def test_credentials_are_a_503_when_the_database_is_down(
+    runtime: Runtime, program: ProgramClient, tmp_path: Path
+) -> None:
+    settings = runtime.settings.model_copy(
+        update={"database_url": f"sqlite:///{tmp_path}/missing/folder/rewards.db"}
+    )
+    own = await open_runtime(settings, redis_url=runtime.redis_url)
+    try:
+        app = create_app(settings, runtime=own)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            response = await client.post("/v1/events", json={}, headers=program.headers)
+    finally:
+        await own.close()
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"] == "5"
+
+
 async def test_the_installations_default_rate_applies(runtime: Runtime) -> None:
     settings = runtime.settings.model_copy(
-        update={"rate_limit_per_second": 0.01, "rate_limit_burst": 2}
+        update={"rate_limit_per_second": 0.01, "rate_limit_burst": 2, "db_pool_size": 2}
     )
     own = await open_runtime(settings, redis_url=runtime.redis_url)
     try:
