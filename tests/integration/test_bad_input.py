@@ -8,7 +8,7 @@ import json
 import pytest
 
 from rewards.services.attributes import MAX_BYTES
-from tests.conftest import ProgramClient, event
+from tests.conftest import PLATFORM_KEY, ProgramClient, event
 from tests.integration.rulesets import BASIC
 
 NUL = "a\u0000b"
@@ -186,3 +186,13 @@ async def test_the_last_period_that_exists_is_answered(program: ProgramClient) -
     response = await program.request("GET", "/v1/leaderboards/global?period=9998-12")
     assert response.status_code == 200, response.text
     assert response.json()["end"].startswith("9999-01-01")
+
+
+async def test_nul_in_a_new_programs_name_is_a_422(program: ProgramClient) -> None:
+    response = await program.http.post(
+        "/v1/programs",
+        content=json.dumps({"id": "nul-name", "name": NUL}),
+        headers={"Authorization": f"Bearer {PLATFORM_KEY}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422
+    assert pointer(response.json()) == "/name"

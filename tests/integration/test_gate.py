@@ -9,7 +9,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fastapi.routing import APIRoute
 
 from api.app import create_app
 from api.limits import MB, Credential, policy_for
@@ -80,18 +79,21 @@ async def test_a_body_over_the_routes_limit_is_a_413(program: ProgramClient) -> 
 def test_every_route_with_a_key_is_guarded_by_the_gate() -> None:
     """A route under /v1 must name its credential in ``api.limits`` so the gate checks it
     before reading the body; only signed third-party callbacks are left open."""
-    app = create_app()
+    paths = create_app().openapi()["paths"]
     open_paths = re.compile(r"/v1/(webhooks|sources/slack)/.*")
-    for route in app.routes:
-        if not isinstance(route, APIRoute) or not route.path.startswith("/v1/"):
+    checked = 0
+    for template, operations in paths.items():
+        if not template.startswith("/v1/"):
             continue
-        path = re.sub(r"\{[^}]+\}", "x", route.path)
-        for method in route.methods:
-            credential = policy_for(method, path).credential
+        path = re.sub(r"\{[^}]+\}", "x", template)
+        for method in operations:
+            credential = policy_for(method.upper(), path).credential
             if open_paths.fullmatch(path):
-                assert credential is Credential.none, (method, route.path)
+                assert credential is Credential.none, (method, template)
             else:
-                assert credential is not Credential.none, (method, route.path)
+                assert credential is not Credential.none, (method, template)
+            checked += 1
+    assert checked > 30
 
 
 async def test_wrong_platform_key_is_a_401(runtime: Runtime) -> None:
