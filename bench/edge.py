@@ -187,6 +187,63 @@ async def measure(args: argparse.Namespace, *, pid: int, port: int, key: str) ->
                 out.append((response.status_code, time.perf_counter() - started))
         return out
 
+    def probe(
+        method: str, path: str, body: bytes
+    ) -> Callable[[], Awaitable[list[tuple[int, float]]]]:
+        async def attack() -> list[tuple[int, float]]:
+            async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+                started = time.perf_counter()
+                response = await client.request(
+                    method,
+                    path,
+                    content=body,
+                    headers={**bearer, "Content-Type": "application/json"},
+                )
+                return [(response.status_code, time.perf_counter() - started)]
+
+        return attack
+
+    event = b'{"id": "e1", "type": "t", "user_id": "u-1", "occurred_at": "2026-03-02T10:00:00Z"'
+    probes = [
+        (
+            "100 MB attribute on a user",
+            "PUT",
+            "/v1/users/u-1",
+            b'{"attributes": {"x": "' + b"x" * 100 * 2**20 + b'"}}',
+        ),
+        (
+            "70 KB of attributes on a user",
+            "PUT",
+            "/v1/users/u-1",
+            b'{"attributes": {"x": "' + b"x" * 70_000 + b'"}}',
+        ),
+        (
+            "70 KB of attributes on an event",
+            "POST",
+            "/v1/events",
+            event + b', "attributes": {"x": "' + b"x" * 70_000 + b'"}}',
+        ),
+        ("NUL in an event id", "POST", "/v1/events", event.replace(b'"e1"', b'"e\u0000"') + b"}"),
+        (
+            "lone surrogate in a user attribute",
+            "PUT",
+            "/v1/users/u-1",
+            b'{"attributes": {"x": "\ud800"}}',
+        ),
+        ("NaN in a user attribute", "PUT", "/v1/users/u-1", b'{"attributes": {"x": NaN}}'),
+        ("1e309 in a user attribute", "PUT", "/v1/users/u-1", b'{"attributes": {"x": 1e309}}'),
+        ("NUL in a query parameter", "GET", "/v1/rewards?status=%00", b""),
+        ("period 9999-12 on a board", "GET", "/v1/leaderboards/global?period=9999-12", b""),
+        (
+            "period 9999-W52 on history",
+            "GET",
+            "/v1/leaderboards/global/history?period=9999-W52",
+            b"",
+        ),
+    ]
+    for name, method, path, body in probes:
+        await case(name, pid, port, probe(method, path, body))
+
     # The gate's cost first: the unknown keys below get this address refused for a minute.
     async with httpx.AsyncClient(base_url=base) as client:
         lifted = await client.put(
