@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 import socket
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -107,12 +109,28 @@ async def test_wrong_platform_key_is_a_401(runtime: Runtime) -> None:
         assert wrong.headers["www-authenticate"] == "Bearer"
 
 
-async def test_failed_authentications_per_address_turn_into_429(runtime: Runtime) -> None:
-    limit = runtime.settings.auth_failures_per_minute
+@asynccontextmanager
+async def runtime_with(runtime: Runtime, **settings: Any) -> AsyncIterator[Runtime]:
+    """A runtime of its own (same database and Redis) with some settings changed."""
+    changed = runtime.settings.model_copy(update={"db_pool_size": 2, **settings})
+    own = await open_runtime(changed, redis_url=changed.redis_url)
+    try:
+        yield own
+    finally:
+        await own.close()
+
+
+async def test_failed_authentications_per_address_turn_into_429(
+    runtime: Runtime, program: ProgramClient
+) -> None:
+    limit = 5
     async with (
-        client_from(runtime, "198.51.100.3") as attacker,
-        client_from(runtime, "198.51.100.4") as neighbour,
+        runtime_with(runtime, auth_failures_per_minute=limit, auth_cache_seconds=60) as own,
+        client_from(own, "198.51.100.3") as attacker,
+        client_from(own, "198.51.100.4") as neighbour,
     ):
+        # A key this address used a moment ago keeps working once the address is refused.
+        assert (await attacker.get("/v1/programs/current", headers=program.headers)).is_success
         statuses = [
             (
                 await attacker.get("/v1/users/u-1", headers={"Authorization": f"Bearer rwk_{n}"})
@@ -120,6 +138,12 @@ async def test_failed_authentications_per_address_turn_into_429(runtime: Runtime
             for n in range(limit + 5)
         ]
         assert statuses == [401] * limit + [429] * 5
+        assert (await attacker.get("/v1/programs/current", headers=program.headers)).is_success
+        other_key = await program.request(
+            "POST", "/v1/programs/current/keys", json={"name": "k", "scopes": ["read"]}
+        )
+        fresh = {"Authorization": f"Bearer {other_key.json()['key']}"}
+        assert (await attacker.get("/v1/programs/current", headers=fresh)).status_code == 429
         refused = await attacker.post("/v1/events", content=Body(chunks=10))
         assert refused.status_code == 429
         assert refused.json()["error"]["code"] == "too_many_failed_attempts"
@@ -182,52 +206,37 @@ async def test_limits_let_requests_through_when_redis_is_down(
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    settings = runtime.settings.model_copy(update={"db_pool_size": 2})
-    own = await open_runtime(settings, redis_url=f"redis://127.0.0.1:{port}/0")
-    try:
-        app = create_app(runtime.settings, runtime=own)
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            ok = await client.get("/v1/programs/current", headers=program.headers)
-            assert ok.status_code == 200, ok.text
-            unknown = await client.get("/v1/programs/current", headers={"Authorization": "x"})
-            assert unknown.status_code == 401
-    finally:
-        await own.close()
+    async with (
+        runtime_with(runtime, redis_url=f"redis://127.0.0.1:{port}/0") as own,
+        client_from(own, "198.51.100.5") as client,
+    ):
+        ok = await client.get("/v1/programs/current", headers=program.headers)
+        assert ok.status_code == 200, ok.text
+        unknown = await client.get("/v1/programs/current", headers={"Authorization": "x"})
+        assert unknown.status_code == 401
     assert "Redis failed" in caplog.text
 
 
 async def test_credentials_are_a_503_when_the_database_is_down(
     runtime: Runtime, program: ProgramClient, tmp_path: Path
 ) -> None:
-    settings = runtime.settings.model_copy(
-        update={"database_url": f"sqlite:///{tmp_path}/missing/folder/rewards.db"}
-    )
-    own = await open_runtime(settings, redis_url=runtime.redis_url)
-    try:
-        app = create_app(settings, runtime=own)
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            response = await client.post("/v1/events", json={}, headers=program.headers)
-    finally:
-        await own.close()
+    missing = f"sqlite:///{tmp_path}/missing/folder/rewards.db"
+    async with (
+        runtime_with(runtime, database_url=missing) as own,
+        client_from(own, "198.51.100.6") as client,
+    ):
+        response = await client.post("/v1/events", json={}, headers=program.headers)
     assert response.status_code == 503, response.text
     assert response.headers["retry-after"] == "5"
 
 
 async def test_the_installations_default_rate_applies(runtime: Runtime) -> None:
-    settings = runtime.settings.model_copy(
-        update={"rate_limit_per_second": 0.01, "rate_limit_burst": 2, "db_pool_size": 2}
-    )
-    own = await open_runtime(settings, redis_url=runtime.redis_url)
-    try:
-        app = create_app(settings, runtime=own)
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            program = await new_program(client)
-            statuses = [
-                (await program.request("GET", "/v1/programs/current")).status_code for _ in range(3)
-            ]
-            assert statuses == [200, 200, 429]
-    finally:
-        await own.close()
+    async with (
+        runtime_with(runtime, rate_limit_per_second=0.01, rate_limit_burst=2) as own,
+        client_from(own, "198.51.100.7") as client,
+    ):
+        program = await new_program(client)
+        statuses = [
+            (await program.request("GET", "/v1/programs/current")).status_code for _ in range(3)
+        ]
+        assert statuses == [200, 200, 429]
