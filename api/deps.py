@@ -1,9 +1,9 @@
 """Request dependencies: the runtime, a database session, the authenticated program.
 
-Credentials are checked twice over, in this order: ``api.gate`` calls ``identify`` before
-any body is read and keeps the principal in the request's state; ``require`` then checks
-the route's scope against it (and identifies the caller itself on a route the gate's
-table does not guard).
+Credentials are recognised in one place, ``identify``: ``api.gate`` calls it before any
+body is read and keeps the principal in the request's state; ``require`` checks the
+route's scope against that principal (and identifies the caller itself only on a route
+the gate's table leaves open). A new kind of bearer credential is a branch in ``identify``.
 """
 
 from __future__ import annotations
