@@ -15,7 +15,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 from api.errors import HTTP_CODES, ErrorBody
-from api.limits import Credential, policy_for
+from api.limits import Credential, describe, policy_for
 from rewards.services.events import EventIn
 from rewards.services.users import BulkUserIn
 
@@ -47,6 +47,18 @@ def add_gate_responses(path: str, method: str, operation: dict[str, Any]) -> Non
                 },
             },
         )
+    if "413" in responses:
+        responses["413"]["description"] = (
+            f"payload_too_large: the body is over {describe(policy.max_body)}"
+        )
+    if "429" in responses:
+        responses["429"]["description"] = (
+            "rate_limited (this key's requests) or too_many_failed_attempts (this address's "
+            "failed authentications); Retry-After says when to try again"
+        )
+        responses["429"]["headers"] = {
+            "Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}
+        }
 
 
 def install(app: FastAPI) -> None:

@@ -27,6 +27,9 @@ async def test_the_document_describes_limits_and_answers(http: httpx.AsyncClient
                 assert {"401", "429"} <= answers, (method, path)
             if "requestBody" in operation:
                 assert {"400", "413", "422"} <= answers, (method, path)
+    events = paths["/v1/events"]["post"]["responses"]
+    assert "5 MB" in events["413"]["description"]
+    assert "Retry-After" in events["429"]["headers"]
     board = {p["name"]: p["schema"] for p in paths["/v1/leaderboards/{board}"]["get"]["parameters"]}
     assert (board["limit"]["minimum"], board["limit"]["maximum"]) == (1, 500)
     ledger = paths["/v1/users/{user_id}/ledger"]["get"]["parameters"]
