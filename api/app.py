@@ -8,11 +8,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from prometheus_client import Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import errors, openapi
+from api.gate import Gate, check_parameters
 from api.routes import (
     challenges,
     events,
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         version="1.0.0",
         description="Behavioural events in, points, streaks, challenges, leaderboards and payouts out.",
         lifespan=lifespan,
+        dependencies=[Depends(check_parameters)],
     )
     if runtime is not None:
         app.state.runtime = runtime
@@ -106,7 +108,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         webhooks,
     ):
         app.include_router(module.router)
-    app.add_middleware(RequestContext)
+    app.add_middleware(Gate)  # credentials, rates and body limits, before any body is read
+    app.add_middleware(RequestContext)  # outermost: every answer, the gate's too, has an id
     return app
 
 

@@ -1,4 +1,10 @@
-"""Request dependencies: the runtime, a database session, the authenticated program."""
+"""Request dependencies: the runtime, a database session, the authenticated program.
+
+Credentials are recognised in one place, ``identify``: ``api.gate`` calls it before any
+body is read and keeps the principal in the request's state; ``require`` checks the
+route's scope against that principal (and identifies the caller itself only on a route
+the gate's table leaves open). A new kind of bearer credential is a branch in ``identify``.
+"""
 
 from __future__ import annotations
 
@@ -33,20 +39,36 @@ async def get_session(rt: RuntimeDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-def bearer_token(request: Request) -> str:  # plain function: called, not injected
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+def bearer(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, if that is what it is."""
+    scheme, _, token = (header or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthenticated("send 'Authorization: Bearer <api key>'")
+        return None
     return token.strip()
+
+
+def bearer_token(request: Request) -> str:  # plain function: called, not injected
+    token = bearer(request.headers.get("authorization"))
+    if token is None:
+        raise Unauthenticated("send 'Authorization: Bearer <api key>'")
+    return token
+
+
+async def identify(rt: Runtime, token: str | None) -> Principal:
+    """Whose credential this is. The one place that recognises a bearer credential."""
+    if token is None:
+        raise Unauthenticated("send 'Authorization: Bearer <api key>'")
+    return await authenticate(rt, token)
 
 
 def require(scope: Scope) -> Callable[..., Coroutine[Any, Any, Principal]]:
     async def dependency(request: Request, rt: RuntimeDep) -> Principal:
-        principal = await authenticate(rt, bearer_token(request))
+        principal = request.scope.get("state", {}).get("principal")
+        if not isinstance(principal, Principal):
+            principal = await identify(rt, bearer(request.headers.get("authorization")))
+            request.state.principal = principal
         if not principal.allows(scope):
             raise Forbidden(f"this key lacks the '{scope.value}' scope")
-        request.state.principal = principal
         return principal
 
     return dependency

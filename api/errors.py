@@ -6,6 +6,7 @@ Body: ``{"error": {"code", "message", "details"}, "request_id"}``.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import redis.exceptions
@@ -85,6 +86,19 @@ def error_response(
     )
 
 
+def allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """Every method the API serves at this path, as its OpenAPI document lists them
+    (Starlette's 405 names only the methods of the first route matching the path)."""
+    methods: set[str] = set()
+    for template, operations in app.openapi().get("paths", {}).items():
+        pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            methods |= {method.upper() for method in operations}
+    if "GET" in methods:
+        methods.add("HEAD")  # Starlette answers HEAD wherever it answers GET
+    return sorted(methods)
+
+
 def status_for(exc: errors.RewardsError) -> int:
     for kind in type(exc).__mro__:
         if kind in STATUS:
@@ -118,22 +132,50 @@ def install(app: FastAPI) -> None:
         response = error_response(request, exc.status_code, code, str(exc.detail))
         for name, value in (exc.headers or {}).items():
             response.headers[name] = value
+        if exc.status_code == 405:
+            response.headers["Allow"] = ", ".join(allowed_methods(app, request))
         return response
 
-    @app.exception_handler(sqlalchemy.exc.OperationalError)
-    @app.exception_handler(sqlalchemy.exc.InterfaceError)
+    @app.exception_handler(sqlalchemy.exc.DBAPIError)
     @app.exception_handler(redis.exceptions.ConnectionError)
     @app.exception_handler(redis.exceptions.TimeoutError)
     async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
-        # The database or Redis is down or overloaded: a temporary failure, worth a retry.
-        log.warning("a backing service is unavailable: %r", exc)
-        response = error_response(
-            request, 503, "temporarily_unavailable", "a backing service is unavailable; retry"
-        )
-        response.headers["Retry-After"] = "5"
-        return response
+        return unavailable(request, exc) if is_unavailable(exc) else unexpected(request, exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", exc_info=exc)
-        return error_response(request, 500, "internal_error", "something went wrong on our side")
+        return unexpected(request, exc)
+
+
+# PostgreSQL refusing new connections: too many clients, starting up or shutting down.
+REFUSED_CONNECTIONS = frozenset({"TooManyConnectionsError", "CannotConnectNowError"})
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """The database or Redis is down or overloaded: a temporary failure, worth a retry."""
+    if isinstance(
+        exc,
+        sqlalchemy.exc.OperationalError
+        | sqlalchemy.exc.InterfaceError
+        | redis.exceptions.ConnectionError
+        | redis.exceptions.TimeoutError,
+    ):
+        return True
+    if isinstance(exc, sqlalchemy.exc.DBAPIError):
+        causes = (exc.orig, exc.orig.__cause__ if exc.orig is not None else None)
+        return any(type(cause).__name__ in REFUSED_CONNECTIONS for cause in causes)
+    return False
+
+
+def unavailable(request: Request, exc: BaseException) -> JSONResponse:
+    log.warning("a backing service is unavailable: %r", exc)
+    response = error_response(
+        request, 503, "temporarily_unavailable", "a backing service is unavailable; retry"
+    )
+    response.headers["Retry-After"] = "5"
+    return response
+
+
+def unexpected(request: Request, exc: BaseException) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return error_response(request, 500, "internal_error", "something went wrong on our side")

@@ -136,6 +136,9 @@ def parse_board(name: str, cohorts: Sequence[Cohort]) -> str:
 
 _WEEK_ID = re.compile(r"(\d{4})-W(\d{2})")
 _MONTH_ID = re.compile(r"(\d{4})-(\d{2})")
+# Period ids name years whose every period starts and ends inside the calendar Python
+# knows (years 1 to 9999) in every timezone: 9999-12 would end in the year 10000.
+PERIOD_YEARS = range(2, 9999)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +204,13 @@ def period_from_id(text: str) -> PeriodRef:
     """The period a period id names: ``all``, ``2026-W12`` or ``2026-03``."""
     if text == PeriodKind.all:
         return ALL_TIME
+    if (match := _WEEK_ID.fullmatch(text) or _MONTH_ID.fullmatch(text)) and int(
+        match[1]
+    ) not in PERIOD_YEARS:
+        raise PeriodError(
+            f"'{text}' is out of range: periods are in the years "
+            f"{PERIOD_YEARS.start} to {PERIOD_YEARS.stop - 1}"
+        )
     if match := _WEEK_ID.fullmatch(text):
         year, week = int(match[1]), int(match[2])
         try:

@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     # callback URL is ``<public_url>/v1/webhooks/gifq/<program>``. ``rewards serve``
     # defaults it to ``http://<host>:<port>``.
     public_url: str | None = Field(default=None, pattern=r"^https?://[^/?#]+(/[^?#]*)?$")
+    # Requests per API key: a token bucket of this burst refilled at this rate, shared
+    # by every process through Redis. A program can set its own (program settings).
+    rate_limit_per_second: float = Field(default=100.0, ge=0.001)
+    rate_limit_burst: int = Field(default=200, ge=1)
+    # Failed authentications per source address in a minute before it gets 429s.
+    auth_failures_per_minute: int = Field(default=30, ge=1)
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

@@ -89,7 +89,11 @@ def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any
 PERIOD_PARAM = _query("period", PERIOD, {"type": "string", "default": "all"})
 PAGE_PARAMS = [
     PERIOD_PARAM,
-    _query("limit", "Entries per page, 1 to 500.", {"type": "integer", "default": 50}),
+    _query(
+        "limit",
+        "Entries per page, 1 to 500.",
+        {"type": "integer", "default": 50, "minimum": 1, "maximum": 500},
+    ),
     _query("cursor", "`next_cursor` of the previous page.", {"type": "string"}),
 ]
 
@@ -144,7 +148,11 @@ async def board_page(board: str, request: Request) -> Response:
     openapi_extra={
         "parameters": [
             PERIOD_PARAM,
-            _query("k", "Ranks either side, 0 to 50.", {"type": "integer", "default": 5}),
+            _query(
+                "k",
+                "Ranks either side, 0 to 50.",
+                {"type": "integer", "default": 5, "minimum": 0, "maximum": 50},
+            ),
         ]
     },
 )
@@ -178,7 +186,9 @@ async def history(
     rt: RuntimeDep,
     session: SessionDep,
     period: Annotated[str, Query(description="A closed week or month: `2026-W12`, `2026-03`.")],
-    limit: Annotated[int | None, Query(description="Entries per page, 1 to 500.")] = None,
+    limit: Annotated[
+        int | None, Query(ge=1, le=500, description="Entries per page, 1 to 500.")
+    ] = None,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
 ) -> dict[str, Any]:
     """A closed week's or month's final standings, saved when it closed."""

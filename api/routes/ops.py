@@ -41,6 +41,16 @@ async def readyz(rt: RuntimeDep) -> Any:
     )
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text exposition format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def metrics() -> Response:
+    """The process's metrics for Prometheus to scrape."""
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

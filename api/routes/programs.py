@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from api.deps import Admin, RuntimeDep, SessionDep, bearer_token
 from api.errors import error_responses
 from rewards.db.models import ApiKey, Program, RuleSetVersion
-from rewards.errors import BadRequest, Forbidden, NotFound
+from rewards.errors import BadRequest, NotFound, Unauthenticated
 from rewards.leaderboards.generations import start_generation
 from rewards.leaderboards.keys import program_keys
 from rewards.services import keys as key_service
@@ -75,7 +75,7 @@ async def create(
     """Create a program and its first admin key (platform key only)."""
     token = bearer_token(request)
     if not hmac.compare_digest(token, rt.settings.resolved_platform_key()):
-        raise Forbidden("creating programs needs the platform key (REWARDS_PLATFORM_KEY)")
+        raise Unauthenticated("creating programs needs the platform key (REWARDS_PLATFORM_KEY)")
     program, key, secret = await create_program(session, data, now=rt.clock())
     await start_generation(
         session, rt.redis, program_keys(rt, program.id), program.id, now=rt.clock()
@@ -105,7 +105,7 @@ async def get_settings(principal: Admin, session: SessionDep) -> dict[str, Any]:
 
 class KeyIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
-    scopes: list[str]
+    scopes: list[key_service.Scope] = Field(min_length=1, max_length=len(key_service.Scope))
 
 
 @router.post("/current/keys", status_code=201, responses=error_responses(401, 403, 422))
@@ -113,7 +113,11 @@ async def create_key(
     data: KeyIn, principal: Admin, rt: RuntimeDep, session: SessionDep
 ) -> dict[str, Any]:
     key, secret = await key_service.create_key(
-        session, program_id=principal.program_id, name=data.name, scopes=data.scopes, now=rt.clock()
+        session,
+        program_id=principal.program_id,
+        name=data.name,
+        scopes=[scope.value for scope in data.scopes],
+        now=rt.clock(),
     )
     return key_view(key, secret)
 

@@ -11,7 +11,13 @@ from api.errors import error_responses
 from rewards.services import rewards as reward_service
 from rewards.services.keys import Scope
 from rewards.services.reward_reasons import for_non_admins
-from rewards.services.rewards import MAX_REWARD_ID, DecisionIn, RedemptionIn, reward_views
+from rewards.services.rewards import (
+    MAX_REWARD_ID,
+    STATUSES,
+    DecisionIn,
+    RedemptionIn,
+    reward_views,
+)
 
 router = APIRouter(tags=["rewards"])
 
@@ -45,7 +51,12 @@ async def redeem(
 async def list_rewards(
     principal: Admin,
     session: SessionDep,
-    status: Annotated[str | None, Query(description="only rewards in this status")] = None,
+    status: Annotated[
+        str | None,
+        Query(
+            description="only rewards in this status", json_schema_extra={"enum": list(STATUSES)}
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     """The program's rewards, newest first (at most 500)."""
     rows = await reward_service.rewards_by_status(session, principal.program_id, status)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,6 +18,7 @@ from rewards.runtime import Runtime
 from rewards.services import ledger
 from rewards.services.context import program_context
 from rewards.services.users import (
+    USER_ID,
     BulkUserIn,
     UserIn,
     check_user_id,
@@ -63,7 +64,12 @@ async def _show_on_boards(rt: Runtime, program_id: str, user_ids: list[str]) -> 
 
 
 @router.put("/{user_id}", responses=error_responses(401, 403, 422))
-async def put_user(user_id: str, data: UserIn, principal: Admin, rt: RuntimeDep) -> dict[str, Any]:
+async def put_user(
+    user_id: Annotated[str, Path(pattern=USER_ID.pattern, description="1-128 characters")],
+    data: UserIn,
+    principal: Admin,
+    rt: RuntimeDep,
+) -> dict[str, Any]:
     """Create or replace a user. An opt-out takes effect on the boards before this returns."""
     check_user_id(user_id)
     async with rt.sessions() as session, session.begin():
@@ -150,7 +156,7 @@ async def user_ledger(
     user_id: str,
     principal: Reader,
     session: SessionDep,
-    limit: Annotated[int | None, Query()] = None,
+    limit: Annotated[int | None, Query(ge=1, le=500, description="1 to 500; default 50")] = None,
     cursor: Annotated[str | None, Query()] = None,
 ) -> dict[str, Any]:
     """The user's ledger entries, newest first."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 import time
 from dataclasses import dataclass
@@ -12,9 +13,10 @@ from enum import StrEnum
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rewards.db.models import ApiKey
+from rewards.db.models import ApiKey, Program
 from rewards.errors import InvalidInput, NotFound, Unauthenticated
 from rewards.runtime import Runtime
+from rewards.services.ratelimit import Rate
 
 
 class Scope(StrEnum):
@@ -28,6 +30,7 @@ class Principal:
     program_id: str
     key_id: str
     scopes: frozenset[Scope]
+    rate: Rate | None = None  # the program's own request rate per key; None: the default
 
     def allows(self, scope: Scope) -> bool:
         return Scope.admin in self.scopes or scope in self.scopes
@@ -67,20 +70,49 @@ async def create_key(
     return row, secret
 
 
+def cached(rt: Runtime, token: str) -> Principal | None:
+    """The principal of a key authenticated moments ago, without asking the database."""
+    entry = rt.auth_cache.get(hash_key(token))
+    if entry is None or entry[0] <= time.monotonic():
+        return None
+    principal = entry[1]
+    assert isinstance(principal, Principal)
+    return principal
+
+
+def program_rate(settings: dict[str, object]) -> Rate | None:
+    """The request rate a program set for its keys (``rate_limit_per_second`` and
+    ``rate_limit_burst``), or None to use the installation's default."""
+    per_second, burst = settings.get("rate_limit_per_second"), settings.get("rate_limit_burst")
+    if not isinstance(per_second, int | float) or isinstance(per_second, bool):
+        return None
+    if not isinstance(burst, int) or isinstance(burst, bool):
+        burst = max(1, math.ceil(per_second * 2))
+    return Rate(per_second=float(per_second), burst=burst)
+
+
 async def authenticate(rt: Runtime, token: str) -> Principal:
-    digest = hash_key(token)
-    cached = rt.auth_cache.get(digest)
-    if cached is not None and cached[0] > time.monotonic():
-        principal = cached[1]
-        assert isinstance(principal, Principal)
+    principal = cached(rt, token)
+    if principal is not None:
         return principal
+    digest = hash_key(token)
     async with rt.sessions() as session:
-        row = await session.scalar(
-            select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
-        )
+        row = (
+            await session.execute(
+                select(ApiKey, Program.settings)
+                .join(Program, Program.id == ApiKey.program_id)
+                .where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
+            )
+        ).one_or_none()
     if row is None:
         raise Unauthenticated("unknown or revoked API key")
-    principal = Principal(row.program_id, row.id, frozenset(Scope(s) for s in row.scopes))
+    key, settings = row
+    principal = Principal(
+        key.program_id,
+        key.id,
+        frozenset(Scope(s) for s in key.scopes),
+        rate=program_rate(settings or {}),
+    )
     rt.auth_cache[digest] = (time.monotonic() + rt.settings.auth_cache_seconds, principal)
     return principal
 

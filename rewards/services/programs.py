@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from typing import Any
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,15 +17,20 @@ from rewards.errors import Conflict, InvalidInput, NotFound
 from rewards.services.keys import Scope, create_key
 from rewards.settings import gifq_callback_path
 
+# IANA timezone names, as the OpenAPI document lists them (checked by validate_timezone).
+TIMEZONES: list[Any] = sorted(available_timezones())
 PROGRAM_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
 class ProgramIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(description="Slug: lower-case letters, digits, '-' and '_'")
+    id: str = Field(
+        description="Slug: lower-case letters, digits, '-' and '_'",
+        json_schema_extra={"pattern": PROGRAM_ID.pattern},  # checked below, with a plain message
+    )
     name: str = Field(min_length=1, max_length=200)
-    timezone: str = "UTC"
+    timezone: str = Field(default="UTC", json_schema_extra={"enum": TIMEZONES})
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
 
     @field_validator("id")
@@ -98,6 +104,10 @@ class ProgramSettingsIn(BaseModel):
     # Where admin alerts go (a reward on hold or needing review), and the secret signing them.
     alert_webhook_url: str | None = Field(default=None, pattern=r"^https?://", max_length=500)
     alert_webhook_secret: str | None = Field(default=None, min_length=8, max_length=500)
+    # Requests per API key of this program (a token bucket); unset: the installation's
+    # REWARDS_RATE_LIMIT_PER_SECOND and REWARDS_RATE_LIMIT_BURST.
+    rate_limit_per_second: float | None = Field(default=None, ge=0.001, le=1_000_000)
+    rate_limit_burst: int | None = Field(default=None, ge=1, le=1_000_000)
 
     @field_validator("gifq_base_url", "alert_webhook_url")
     @classmethod

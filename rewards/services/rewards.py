@@ -31,7 +31,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -295,7 +295,7 @@ async def budget_view(rt: Runtime, *, program_id: str, month: str | None) -> dic
     }
 
 
-MAX_REWARD_ID = 2**63 - 1  # a 64-bit id column
+MAX_REWARD_ID = 2**53 - 1  # a 64-bit id column, read exactly as a JSON number everywhere
 
 
 class RedemptionIn(BaseModel):
@@ -304,6 +304,13 @@ class RedemptionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reward_id: int | None = Field(default=None, ge=1, le=MAX_REWARD_ID)
+
+    @field_validator("reward_id", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: object) -> object:
+        if isinstance(value, bool):
+            raise ValueError("must be a reward id, not true or false")
+        return value
 
 
 async def redeem(

@@ -6,9 +6,17 @@ import csv
 import io
 import re
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    field_validator,
+)
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,7 +25,7 @@ from rewards.db.dialect import insert_for
 from rewards.db.models import User, UserBalance
 from rewards.errors import BadRequest, InvalidInput, NotFound, PayloadTooLarge
 from rewards.services.attributes import Attributes
-from rewards.services.programs import validate_timezone
+from rewards.services.programs import TIMEZONES, validate_timezone
 from rules import TenureBand, tenure_band
 
 MAX_BULK_ROWS = 10_000
@@ -35,21 +43,34 @@ DIRECTORY_FIELDS = (
 )
 
 
+def date_text(value: object) -> object:
+    """Dates come as ``YYYY-MM-DD`` text: a number is not read as a Unix time."""
+    if value is None or isinstance(value, str | date):
+        return value
+    raise ValueError("must be a date as text, YYYY-MM-DD")
+
+
 class UserIn(BaseModel):
     """A person as the HR platform knows them. PUT replaces every field."""
 
     model_config = ConfigDict(extra="forbid")
 
-    email: str | None = Field(default=None, max_length=320)
+    email: str | None = Field(
+        default=None, max_length=320, json_schema_extra={"pattern": EMAIL.pattern}
+    )
     name: str | None = Field(default=None, max_length=200)
     department: str | None = Field(default=None, max_length=120)
     role: str | None = Field(default=None, max_length=120)
-    hire_date: date | None = None
+    hire_date: Annotated[date | None, BeforeValidator(date_text)] = None
     tier: str | None = Field(default=None, max_length=120)
-    country: str | None = Field(default=None, description="ISO 3166-1 alpha-2")
-    timezone: str | None = None
+    country: str | None = Field(
+        default=None,
+        description="ISO 3166-1 alpha-2",
+        json_schema_extra={"pattern": "^[A-Za-z]{2}$"},  # checked below, with a plain message
+    )
+    timezone: str | None = Field(default=None, json_schema_extra={"enum": [*TIMEZONES, None]})
     attributes: Attributes = Field(default_factory=dict)
-    leaderboard_opt_out: bool = False
+    leaderboard_opt_out: StrictBool = False
 
     @field_validator("email")
     @classmethod

@@ -178,11 +178,23 @@ def test_parse_period(
 
 
 @pytest.mark.parametrize(
-    "text", ["", "weekly", "2026-W00", "2025-W53", "2026-W54", "2026-13", "2026-00", "2026-3"]
+    "text",
+    [
+        *("", "weekly", "2026-W00", "2025-W53", "2026-W54", "2026-13", "2026-00", "2026-3"),
+        # Periods that would start or end outside the years 1 to 9999 in some timezone.
+        *("9999-W52", "9999-12", "9999-01", "0001-01", "0001-W01", "0000-05"),
+    ],
 )
 def test_parse_period_rejects(text: str) -> None:
     with pytest.raises(PeriodError):
         parse_period(text, utc("2026-03-18T12:00:00Z"), LONDON)
+
+
+@pytest.mark.parametrize("text", ["9998-12", "9998-W52", "0002-01", "0002-W01"])
+@pytest.mark.parametrize("tz", [ZoneInfo("Pacific/Kiritimati"), ZoneInfo("Etc/GMT+12")])
+def test_the_calendars_end_periods_have_a_window(text: str, tz: ZoneInfo) -> None:
+    window = parse_period(text, utc("2026-03-18T12:00:00Z"), tz).window(tz)
+    assert window is not None and window[0] < window[1]
 
 
 @pytest.mark.parametrize(
