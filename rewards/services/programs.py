@@ -13,6 +13,8 @@ from rewards.db.models import ApiKey, Program
 from rewards.errors import Conflict, NotFound
 from rewards.services.keys import Scope, create_key
 
+# The highest ``max_points_per_event`` a program may set (the default is 100,000).
+MAX_POINTS_PER_EVENT_LIMIT = 10**9
 PROGRAM_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
@@ -94,6 +96,8 @@ class ProgramSettingsIn(BaseModel):
     # Where admin alerts go (a reward on hold or needing review), and the secret signing them.
     alert_webhook_url: str | None = Field(default=None, pattern=r"^https?://", max_length=500)
     alert_webhook_secret: str | None = Field(default=None, min_length=8, max_length=500)
+    # The most points the rules may give one event; an event over it is rejected.
+    max_points_per_event: int | None = Field(default=None, ge=1, le=MAX_POINTS_PER_EVENT_LIMIT)
 
 
 SECRET_SETTINGS = frozenset(
