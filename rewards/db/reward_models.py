@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKeyConstraint, Index, Integer, String, Text
+from sqlalchemy import BigInteger, ForeignKeyConstraint, Index, Integer, String, Text, text
 from sqlalchemy import UniqueConstraint as Unique
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -27,7 +27,18 @@ class Reward(Base):
     __tablename__ = "rewards"
     __table_args__ = (
         ForeignKeyConstraint(["program_id"], ["programs.id"], ondelete="CASCADE"),
-        Unique("program_id", "user_id", "threshold_id", "level"),
+        # One live reward per user, threshold and level; a cancelled one (its event was
+        # retracted) does not count, so crossing the level again earns it again.
+        Index(
+            "ux_rewards_level",
+            "program_id",
+            "user_id",
+            "threshold_id",
+            "level",
+            unique=True,
+            sqlite_where=text("status <> 'cancelled'"),
+            postgresql_where=text("status <> 'cancelled'"),
+        ),
         Unique("gifq_order_id"),
         Index("ix_rewards_program_status", "program_id", "status"),
         Index("ix_rewards_program_user", "program_id", "user_id", "id"),

@@ -153,7 +153,10 @@ async def _insert(
                 for found in crossings
             ]
         )
-        .on_conflict_do_nothing(index_elements=["program_id", "user_id", "threshold_id", "level"])
+        .on_conflict_do_nothing(
+            index_elements=["program_id", "user_id", "threshold_id", "level"],
+            index_where=Reward.status != "cancelled",
+        )
     )
 
 

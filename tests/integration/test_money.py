@@ -243,3 +243,40 @@ async def test_a_waiting_reward_is_paid_through_gifq_once_covered(
     balance = await world.program.balance("ann")
     assert (balance["balance"], balance["held"], balance["available"]) == (0, 0, 0)
     await balanced(runtime, world.program)
+
+
+@pytest.mark.parametrize(
+    "at",
+    [
+        "0001-01-01T00:00:00+05:00",
+        "9999-12-31T23:59:59-05:00",
+        "0001-01-01T00:00:00Z",
+        "9999-12-31T23:59:59Z",
+        "1899-12-31T23:59:59Z",
+    ],
+)
+async def test_occurred_at_at_the_ends_of_the_calendar_is_refused_alone(
+    program: ProgramClient, at: str
+) -> None:
+    await ready(program)
+    bad = {**deal("bad", 10), "occurred_at": at}
+    # Alongside concurrent good traffic: only the bad event is refused.
+    batches = await asyncio.gather(
+        program.post_events(deal("g0", 10), bad, deal("g1", 10)),
+        *(program.post_events(deal(f"n{n}", 10)) for n in range(20)),
+    )
+    first = batches[0]
+    assert [r["status"] for r in first] == ["applied", "rejected", "applied"]
+    assert first[1]["error"]["code"] == "invalid_event"
+    assert first[1]["error"]["details"][0]["pointer"] == "/events/1/occurred_at"
+    assert all(r["status"] == "applied" for batch in batches[1:] for r in batch)
+    [alone] = await program.post_events(bad)
+    assert alone["error"]["details"][0]["pointer"] == "/occurred_at"
+    simulated = await program.request("POST", "/v1/simulate", json=bad)
+    assert simulated.status_code == 200, simulated.text
+    [result] = simulated.json()["results"]
+    assert (result["status"], result["error"]["details"][0]["pointer"]) == (
+        "rejected",
+        "/occurred_at",
+    )
+    assert (await program.balance("ann"))["balance"] == 220

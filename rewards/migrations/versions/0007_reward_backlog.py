@@ -1,4 +1,8 @@
-"""money: levels crossed past the per-event reward cap wait in a backlog
+"""money: a backlog of levels past the per-event reward cap; retraction records
+
+- ``reward_backlog``: levels one event crossed past the per-event reward cap;
+- ``events.retraction``: what a retraction undid, returned again on a second retraction;
+- rewards: one live reward per user, threshold and level (a cancelled one no longer counts).
 
 Revision ID: 0007
 Revises: 0005
@@ -8,6 +12,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 import rewards.db.models
 
@@ -17,7 +22,29 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+LEVEL_WHERE = "status <> 'cancelled'"
+LEVEL_COLUMNS = ["program_id", "user_id", "threshold_id", "level"]
+
+
 def upgrade() -> None:
+    op.add_column(
+        "events",
+        sa.Column(
+            "retraction",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+    )
+    with op.batch_alter_table("rewards") as batch:
+        batch.drop_constraint("uq_rewards_program_id_user_id_threshold_id_level", type_="unique")
+    op.create_index(
+        "ux_rewards_level",
+        "rewards",
+        LEVEL_COLUMNS,
+        unique=True,
+        sqlite_where=sa.text(LEVEL_WHERE),
+        postgresql_where=sa.text(LEVEL_WHERE),
+    )
     op.create_table(
         "reward_backlog",
         sa.Column(
@@ -48,5 +75,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ux_rewards_level", table_name="rewards")
+    with op.batch_alter_table("rewards") as batch:
+        batch.create_unique_constraint(
+            "uq_rewards_program_id_user_id_threshold_id_level", LEVEL_COLUMNS
+        )
+    with op.batch_alter_table("events") as batch:
+        batch.drop_column("retraction")
     op.drop_index("ix_reward_backlog_program_user", table_name="reward_backlog")
     op.drop_table("reward_backlog")
