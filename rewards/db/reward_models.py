@@ -21,6 +21,10 @@ from rewards.db.models import Base, BigId, Json, Timestamp
 __all__ = ["Base", "BudgetSpend", "GifqPayout", "GifqWebhookEvent", "Reward", "RewardBacklog"]
 
 
+# The rewards that hold their level (the partial unique index ``ux_rewards_level``).
+LIVE_REWARD = "status <> 'cancelled'"
+
+
 class Reward(Base):
     """One reward; ``status`` is its place in fulfilment (``rewards.services.rewards``)."""
 
@@ -36,8 +40,8 @@ class Reward(Base):
             "threshold_id",
             "level",
             unique=True,
-            sqlite_where=text("status <> 'cancelled'"),
-            postgresql_where=text("status <> 'cancelled'"),
+            sqlite_where=text(LIVE_REWARD),
+            postgresql_where=text(LIVE_REWARD),
         ),
         Unique("gifq_order_id"),
         Index("ix_rewards_program_status", "program_id", "status"),

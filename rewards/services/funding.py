@@ -24,14 +24,14 @@ from datetime import datetime
 from decimal import Decimal
 from itertools import islice
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.budgets import budget_month
 from engine.thresholds import Crossing, Owed, affordable, crossing, levels
 from rewards.db.dialect import insert_for
 from rewards.db.models import User, UserBalance
-from rewards.db.reward_models import Reward, RewardBacklog
+from rewards.db.reward_models import LIVE_REWARD, Reward, RewardBacklog
 from rewards.runtime import Runtime
 from rewards.services.balances import add_to_held, lock_people
 from rewards.services.context import program_context
@@ -155,7 +155,7 @@ async def _insert(
         )
         .on_conflict_do_nothing(
             index_elements=["program_id", "user_id", "threshold_id", "level"],
-            index_where=Reward.status != "cancelled",
+            index_where=text(LIVE_REWARD),
         )
     )
 
