@@ -158,7 +158,7 @@ async def ingest(rt: Runtime, program_id: str, items: Sequence[EventIn | Result]
                 )
             break
         except DBAPIError as exc:
-            if attempt + 1 == MAX_ATTEMPTS or not _retryable(exc):
+            if attempt + 1 == MAX_ATTEMPTS or not retryable(exc):
                 raise
     # Committed: put the points on the leaderboards (a failure is left to the sweeper).
     for batch in boards:
@@ -168,7 +168,7 @@ async def ingest(rt: Runtime, program_id: str, items: Sequence[EventIn | Result]
     return in_order(items, outcomes)
 
 
-def _retryable(exc: DBAPIError) -> bool:
+def retryable(exc: DBAPIError) -> bool:
     if isinstance(exc, IntegrityError):
         return True  # lost a race on a primary key: the retry sees the winner's row
     if isinstance(exc, OperationalError) and "locked" in str(exc.orig):

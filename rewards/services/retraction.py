@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from engine.budgets import budget_month
@@ -45,9 +46,9 @@ from rewards.services import streaks as streak_service
 from rewards.services.alerts import raise_alert
 from rewards.services.balances import add_to_balances, lock_people
 from rewards.services.context import ProgramContext, program_context
-from rewards.services.events import add_usage
+from rewards.services.events import MAX_ATTEMPTS, add_usage, retryable
 from rewards.services.rewards import AWAITING_POINTS, CANCELLABLE, enqueue_fulfilment
-from rewards.services.spending import release
+from rewards.services.spending import release, unfund
 
 CLAWBACK_ALERT = "reward.clawback"
 
@@ -70,6 +71,18 @@ async def retract_event(
     """Undo everything ``event_id`` caused (see the module docstring) and return what was
     undone. Idempotent: a second call changes nothing and returns the first answer.
     Raises ``NotFound`` (``unknown_event``) for an event the program never accepted."""
+    for attempt in range(MAX_ATTEMPTS):
+        try:
+            return await _retract(rt, program_id, event_id, reason=reason)
+        except DBAPIError as exc:  # a deadlock, or SQLite busy: run it again
+            if attempt + 1 == MAX_ATTEMPTS or not retryable(exc):
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _retract(
+    rt: Runtime, program_id: str, event_id: str, *, reason: str | None
+) -> dict[str, Any]:
     boards: Batch | None = None
     sent: list[int] = []
     alert: dict[str, Any] | None = None
@@ -147,6 +160,11 @@ async def _undo(
     reversals = await _reversals(connection, event, streaks.milestones)
     total = sum(reversal.points for reversal in reversals)
     available = await _available(connection, program_id, user_id)
+    unfunded: list[int] = []
+    if available < total:
+        # The event's points may fund other rewards still unsent: they wait again.
+        unfunded = await _unfund(session, connection, event, need=total - available, now=now)
+        available = await _available(connection, program_id, user_id)
     clawback = total - max(min(total, available), 0)
     entries = _entries(
         program_id, user_id, event_id, reversals, clawback, kept=kept, reason=reason, now=now
@@ -215,6 +233,7 @@ async def _undo(
             ],
         },
         "rewards_cancelled": cancelled,
+        "rewards_unfunded": unfunded,
         "rewards_kept": [
             {"id": reward.id, "status": reward.status, "gifq_order_id": reward.gifq_order_id}
             for reward in kept
@@ -277,6 +296,34 @@ async def _cancel_rewards(
     )
     await session.flush()
     return cancelled, kept
+
+
+async def _unfund(
+    session: AsyncSession, connection: AsyncConnection, event: Event, *, need: int, now: datetime
+) -> list[int]:
+    """Send the user's funded, unsent rewards back to ``awaiting_points``, newest first
+    (funded rewards stay a prefix in crossing order), until ``need`` points are free."""
+    rewards = await session.scalars(
+        select(Reward)
+        .where(
+            Reward.program_id == event.program_id,
+            Reward.user_id == event.user_id,
+            Reward.status.in_([s for s in CANCELLABLE if s != AWAITING_POINTS]),
+            Reward.gifq_order_id.is_(None),
+        )
+        .order_by(Reward.id.desc())
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    unfunded = []
+    for reward in rewards:
+        if need <= 0:
+            break
+        await unfund(connection, reward, now=now)
+        need -= reward.points_cost
+        unfunded.append(reward.id)
+    await session.flush()
+    return unfunded
 
 
 async def _reversals(
@@ -348,8 +395,8 @@ async def _available(connection: AsyncConnection, program_id: str, user_id: str)
                 UserBalance.program_id == program_id, UserBalance.user_id == user_id
             )
         )
-    ).one()
-    return int(row.balance - row.held)
+    ).one_or_none()
+    return int(row.balance - row.held) if row is not None else 0
 
 
 def _entries(

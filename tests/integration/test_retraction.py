@@ -289,3 +289,36 @@ async def test_a_paid_reward_stays_and_its_points_are_clawed_back(
     assert (await program.balance("ann"))["available"] == 100
     assert len(await orders(world.sandbox)) == 1
     await balanced(runtime, program)
+
+
+async def test_rewards_the_event_funded_wait_again_rather_than_overdraw(
+    program: ProgramClient, runtime: Runtime
+) -> None:
+    await ready(program)
+    await program.post_events(deal("d1", 600))  # card 500 funded; six 600 waits
+    await program.post_events(deal("d2", 500))  # funds six; card 1000 waits
+    card, six, card2 = await rewards_of(program)
+    assert (card["status"], six["status"], card2["status"]) == (
+        "pending",
+        "pending",
+        "awaiting_points",
+    )
+    undone = await retract(program, "d2")
+    assert [r["id"] for r in undone["undone"]["rewards_cancelled"]] == [card2["id"]]
+    assert undone["undone"]["rewards_unfunded"] == [six["id"]]
+    assert undone["undone"]["clawback"] == 0
+    card, six, card2 = await rewards_of(program)
+    assert (card["status"], six["status"], card2["status"]) == (
+        "pending",
+        "awaiting_points",
+        "cancelled",
+    )
+    balance = await program.balance("ann")
+    assert (balance["balance"], balance["held"], balance["available"]) == (600, 500, 100)
+    budget = (await program.request("GET", "/v1/rewards/budget")).json()["currencies"]
+    assert [row["committed"] for row in budget] == ["25.00"]
+    # Points again: six goes out, in its turn.
+    await program.post_events(deal("d3", 500, at="2026-03-03T10:00:00Z"))
+    statuses = [r["status"] for r in await rewards_of(program)]
+    assert statuses[:2] == ["pending", "pending"]
+    await balanced(runtime, program)
