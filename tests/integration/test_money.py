@@ -280,3 +280,20 @@ async def test_occurred_at_at_the_ends_of_the_calendar_is_refused_alone(
         "/occurred_at",
     )
     assert (await program.balance("ann"))["balance"] == 220
+
+
+async def test_points_that_come_back_fund_waiting_rewards_in_the_sweep(
+    program: ProgramClient, runtime: Runtime
+) -> None:
+    await ready(program)
+    await program.post_events(deal("e1", 600))
+    card, _ = await rewards_of(program)
+    rejected = await program.request("POST", f"/v1/rewards/{card['id']}/reject", json={})
+    assert rejected.status_code == 200, rejected.text
+    assert (await program.balance("ann"))["available"] == 600
+    assert (await rewards_of(program))[1]["status"] == "awaiting_points"
+    assert await fund_waiting(runtime) >= 1  # what the rewards sweep runs every minute
+    assert (await rewards_of(program))[1]["status"] == "pending"
+    balance = await program.balance("ann")
+    assert (balance["held"], balance["available"]) == (600, 0)
+    await balanced(runtime, program)
