@@ -404,11 +404,14 @@ async def persist(
 
 
 async def undo_event(
-    connection: AsyncConnection, program_id: str, event_id: str
+    connection: AsyncConnection, program_id: str, event_id: str, *, challenges: set[str]
 ) -> list[dict[str, Any]]:
-    """Give back a retracted event's challenge completions: its ``first: N`` slots go
-    back to their counters (the next qualifying event takes the freed slot) and its
-    completions stop counting towards ``per_user``. Returns what was given back."""
+    """Give back a retracted event's completions of ``challenges`` (those its outcome
+    names): its ``first: N`` slots go back to their counters (the next qualifying event
+    takes the freed slot) and its completions stop counting towards ``per_user``.
+    Returns what was given back."""
+    if not challenges:
+        return []
     rows = list(
         await connection.execute(
             select(
@@ -418,6 +421,7 @@ async def undo_event(
             )
             .where(
                 ChallengeCompletion.program_id == program_id,
+                ChallengeCompletion.challenge_id.in_(sorted(challenges)),
                 ChallengeCompletion.event_id == event_id,
             )
             .order_by(ChallengeCompletion.challenge_id, ChallengeCompletion.window_start)

@@ -8,6 +8,12 @@ then the counters of ``first: N`` challenges the batch may claim are locked, in
 (challenge, occurrence) order (``services.challenges``). The events
 table's primary key (program, event id) is the last guard: a transaction that
 loses a race on it rolls back and is retried, and then sees a duplicate.
+
+Limits, each refusing one event and never its neighbours: ``occurred_at`` inside the
+calendar (``EventIn``, before anything joins a shared transaction), the rules' points at
+most the program's ``max_points_per_event`` (``engine.decide``), and no balance or
+lifetime total past ``MAX_POINTS_TOTAL``. Threshold crossings become rewards funded in
+order while the points cover them (``services.funding``).
 """
 
 from __future__ import annotations

@@ -321,12 +321,27 @@ async def _expand(
 async def fund_waiting(rt: Runtime) -> int:
     """Fund every user's waiting rewards (the rewards sweep): for points that came back
     outside ingestion. Returns how many rewards were queued for sending."""
+    available = UserBalance.balance - UserBalance.held
+    balance_of = (UserBalance.program_id == Reward.program_id) & (
+        UserBalance.user_id == Reward.user_id
+    )
     async with rt.sessions() as session:
+        # Only users some waiting reward may fit now (a first one that does not fit is
+        # found out under the lock, harmlessly); not everyone waiting, every minute.
         people = list(
             await session.execute(
                 select(Reward.program_id, Reward.user_id)
-                .where(Reward.status == AWAITING_POINTS)
-                .union(select(RewardBacklog.program_id, RewardBacklog.user_id))
+                .join(UserBalance, balance_of)
+                .where(Reward.status == AWAITING_POINTS, Reward.points_cost <= available)
+                .union(
+                    select(RewardBacklog.program_id, RewardBacklog.user_id)
+                    .join(
+                        UserBalance,
+                        (UserBalance.program_id == RewardBacklog.program_id)
+                        & (UserBalance.user_id == RewardBacklog.user_id),
+                    )
+                    .where(available > 0)
+                )
             )
         )
     queued = 0

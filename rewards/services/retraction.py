@@ -147,7 +147,17 @@ async def _undo(
     program_id, user_id, event_id = context.id, event.user_id, event.id
     why = f"event {event_id} was retracted" + (f": {reason}" if reason else "")
     cancelled, kept = await _cancel_rewards(session, connection, event, why=why, now=now)
-    challenges = await challenge_service.undo_event(connection, program_id, event_id)
+    challenges = await challenge_service.undo_event(
+        connection,
+        program_id,
+        event_id,
+        challenges={
+            name
+            for award in (event.outcome or {}).get("awards") or []
+            for name in award.get("challenges") or [award.get("challenge")]
+            if name
+        },
+    )
     user = await session.get(User, (program_id, user_id))
     streaks = await streak_service.undo_event(
         connection,
@@ -268,7 +278,11 @@ async def _cancel_rewards(
     rewards = list(
         await session.scalars(
             select(Reward)
-            .where(Reward.program_id == event.program_id, Reward.event_id == event.id)
+            .where(
+                Reward.program_id == event.program_id,
+                Reward.user_id == event.user_id,
+                Reward.event_id == event.id,
+            )
             .order_by(Reward.id)
             .with_for_update()
             .execution_options(populate_existing=True)
@@ -291,7 +305,9 @@ async def _cancel_rewards(
         cancelled.append({"id": reward.id, "was": was, "points_cost": reward.points_cost})
     await connection.execute(
         delete(RewardBacklog).where(
-            RewardBacklog.program_id == event.program_id, RewardBacklog.event_id == event.id
+            RewardBacklog.program_id == event.program_id,
+            RewardBacklog.user_id == event.user_id,
+            RewardBacklog.event_id == event.id,
         )
     )
     await session.flush()
@@ -341,6 +357,7 @@ async def _reversals(
             LedgerEntry.rules_version,
         ).where(
             LedgerEntry.program_id == event.program_id,
+            LedgerEntry.user_id == event.user_id,
             LedgerEntry.event_id == event.id,
             LedgerEntry.kind == "earn",
         )
