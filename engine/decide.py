@@ -24,6 +24,7 @@ def decide(
     tz: ZoneInfo,
     now: datetime,
     also_known: frozenset[str] = frozenset(),
+    max_points: int | None = None,
 ) -> Decision:
     """Decide what ``event`` earns.
 
@@ -31,7 +32,8 @@ def decide(
     carries the increments to add. ``tz`` is the rule set's timezone: caps and
     allowances reset at its midnights. ``now`` is when the event arrived.
     ``also_known`` names event types that something besides the rule set counts
-    (challenges), so they are not rejected as unknown.
+    (challenges), so they are not rejected as unknown. ``max_points`` caps the points
+    the rules give the event (before challenge multipliers): more is a rejection.
     """
 
     def reject(code: RejectCode, message: str, **where: str) -> Decision:
@@ -98,6 +100,14 @@ def decide(
                 capped=capped,
                 expires_at=expires_at,
             )
+        )
+    total = sum(award.points for award in awards)
+    if max_points is not None and total > max_points:
+        return reject(
+            RejectCode.points_over_cap,
+            f"the rules give this event {total} points; the program allows at most "
+            f"{max_points} per event (setting max_points_per_event)",
+            **({"rule": awards[0].rule} if len(awards) == 1 else {}),
         )
     return Decision(event.id, awards=tuple(awards), usage=increments)
 

@@ -23,6 +23,8 @@ class RejectCode(StrEnum):
     rule_evaluation_error = "rule_evaluation_error"  # a condition or points expression failed
     invalid_attributes = "invalid_attributes"  # attributes don't match the type's declaration
     no_rules = "no_rules"  # the program has no active rule set
+    points_over_cap = "points_over_cap"  # the rules give more than max_points_per_event
+    balance_overflow = "balance_overflow"  # the user's points would pass what a balance holds
 
 
 @dataclass(frozen=True, slots=True)

@@ -217,3 +217,66 @@ def qualifying(streaks: Iterable[Streak], event: EventFacts, user: UserFacts) ->
         except ExprError:
             continue
     return tuple(result)
+
+
+@dataclass(frozen=True, slots=True)
+class PaidMilestone:
+    """A milestone already paid: ``length`` periods in the run from ``run_start``."""
+
+    run_start: date
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class MilestoneReview:
+    """What removing a qualifying period does to the milestones paid around it."""
+
+    moved: tuple[tuple[PaidMilestone, date], ...]  # still earned; now in the run from date
+    reversed: tuple[PaidMilestone, ...]  # no longer earned: take the bonus back
+
+
+def without_period(
+    *,
+    per: Period | str,
+    grace_periods: int,
+    periods: Iterable[date],
+    removed: date,
+    pauses: Iterable[Pause],
+    paid: Iterable[PaidMilestone],
+) -> MilestoneReview:
+    """Review the paid milestones when the qualifying period ``removed`` no longer counts.
+
+    ``periods`` are the qualifying periods *without* ``removed``. The run that held it may
+    shrink or split in two; each of its paid milestones stays paid while one of the runs
+    left is at least that long (each run keeps one milestone per length), and is reversed
+    otherwise. A kept milestone is moved to the start of the run that now earns it, so
+    ``milestones_due`` keeps seeing it as paid.
+    """
+    paused = paused_periods(per, pauses)
+    after = set(periods) - {removed}
+    old = next(
+        (
+            run
+            for run in runs(per, grace_periods, after | {removed}, paused)
+            if run.start <= removed <= run.last
+        ),
+        None,
+    )
+    if old is None:
+        return MilestoneReview((), ())
+    left = [run for run in runs(per, grace_periods, after, paused) if old.start <= run.start]
+    left = [run for run in left if run.last <= old.last]
+    moved: list[tuple[PaidMilestone, date]] = []
+    reversed_: list[PaidMilestone] = []
+    inside = sorted(
+        (m for m in paid if old.start <= m.run_start <= old.last),
+        key=lambda m: (m.length, m.run_start),
+    )
+    for length in sorted({m.length for m in inside}):
+        mine = [m for m in inside if m.length == length]
+        earning = sorted((run for run in left if run.length >= length), key=lambda r: r.start)
+        for milestone, run in zip(mine, earning, strict=False):
+            if milestone.run_start != run.start:
+                moved.append((milestone, run.start))
+        reversed_.extend(mine[len(earning) :])
+    return MilestoneReview(tuple(moved), tuple(reversed_))

@@ -375,6 +375,7 @@ def programs_create(
 @rules_app.command("check")
 def rules_check(files: Annotated[list[Path], typer.Argument(help="Rule files to check.")]) -> None:
     """Validate rule files; print file:line:column for every problem; exit 1 if any."""
+    from engine.thresholds import overspending
     from rules import RulesInvalid, load_rules_file
 
     failed = False
@@ -385,6 +386,8 @@ def rules_check(files: Annotated[list[Path], typer.Argument(help="Rule files to 
             failed = True
             typer.echo(str(exc), err=True)
             continue
+        for warning in overspending(ruleset.thresholds):
+            typer.echo(f"{path}: warning: {warning}", err=True)
         typer.echo(
             f"{path}: ok ({len(ruleset.rules)} rules, {len(ruleset.streaks)} streaks, {len(ruleset.thresholds)} thresholds)"
         )

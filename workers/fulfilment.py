@@ -2,7 +2,7 @@
 
 - ``fulfil_reward(reward_id)``: push one reward to GIFQ (job id ``<prefix>:reward:<id>``, queued
   after the ledger transaction that created it commits);
-- ``rewards_sweep``: re-queues every reward still ``pending``, ``sending`` or ``on_hold``,
+- ``rewards_sweep``: funds rewards ``awaiting_points`` the points now cover, re-queues every reward still ``pending``, ``sending`` or ``on_hold``,
   so nothing depends on the first enqueue having worked, and applies stored GIFQ
   webhooks a stopped process left unapplied (cron, every minute);
 - ``rewards_reconcile``: reads each tracked reward's order back from GIFQ, the source of
@@ -19,7 +19,7 @@ from arq.connections import ArqRedis
 from arq.constants import result_key_prefix
 
 from rewards.runtime import Runtime
-from rewards.services import fulfilment, tracking
+from rewards.services import fulfilment, funding, tracking
 from rewards.services.rewards import job_id
 
 log = logging.getLogger("rewards.worker")
@@ -33,6 +33,8 @@ async def fulfil_reward(ctx: dict[str, Any], reward_id: int) -> str:
 async def rewards_sweep(ctx: dict[str, Any]) -> int:
     rt: Runtime = ctx["runtime"]
     redis: ArqRedis = ctx["redis"]
+    # Rewards waiting for points the user has by now (refunds, rejections) go out first.
+    await funding.fund_waiting(rt)
     queued = 0
     for reward_id in await fulfilment.unsent(rt):
         # A finished job's result blocks its id from being queued again; arq writes one even

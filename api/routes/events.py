@@ -14,9 +14,9 @@ from pydantic import BaseModel, Field
 from api.deps import Admin, JsonBody, RuntimeDep, SessionDep, Writer
 from api.errors import error_responses
 from rewards.errors import InvalidInput
-from rewards.services import ledger
 from rewards.services.context import program_context
 from rewards.services.events import EventIn, evaluate, in_order, outcomes, parse_batch
+from rewards.services.retraction import retract_event
 from rewards.services.rulesets import compile_rules, off_loop
 
 router = APIRouter(prefix="/v1", tags=["events"])
@@ -58,21 +58,17 @@ class RetractIn(BaseModel):
     reason: str | None = Field(default=None, max_length=500)
 
 
-@router.post("/events/{event_id}/retract", responses=error_responses(401, 403, 404))
+@router.post("/events/{event_id}/retract", responses=error_responses(401, 403, 404, 422))
 async def retract(
-    event_id: str,
-    principal: Writer,
-    rt: RuntimeDep,
-    session: SessionDep,
-    data: RetractIn | None = None,
+    event_id: str, principal: Writer, rt: RuntimeDep, data: RetractIn | None = None
 ) -> dict[str, Any]:
-    """Reverse an event's points with compensating ledger entries (idempotent)."""
-    return await ledger.retract(
-        rt,
-        session,
-        program_id=principal.program_id,
-        event_id=event_id,
-        reason=data.reason if data else None,
+    """Undo everything the event caused (idempotent): its points with compensating ledger
+    entries, cap slots and allowances, challenge slots, streak periods and milestone
+    bonuses, and the rewards it paid for that GIFQ has no order for (``cancelled``). A
+    reward already sent stays; the points it used are clawed back (``clawback``), which
+    can leave ``available`` negative. ``undone`` lists it all."""
+    return await retract_event(
+        rt, principal.program_id, event_id, reason=data.reason if data else None
     )
 
 

@@ -92,10 +92,12 @@ async def current(principal: Admin, session: SessionDep) -> dict[str, Any]:
 
 @router.put("/current/settings", responses=error_responses(401, 403, 422))
 async def put_settings(
-    data: ProgramSettingsIn, principal: Admin, session: SessionDep
+    data: ProgramSettingsIn, principal: Admin, session: SessionDep, rt: RuntimeDep
 ) -> dict[str, Any]:
     """Integration settings and secrets (GIFQ, Slack, employee tokens). Secrets are write-only."""
-    return await update_settings(session, principal.program_id, data)
+    view = await update_settings(session, principal.program_id, data)
+    rt.programs.pop(principal.program_id, None)  # max_points_per_event is in the context
+    return view
 
 
 @router.get("/current/settings", responses=error_responses(401, 403))

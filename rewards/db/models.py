@@ -168,6 +168,8 @@ class Event(Base):
     # The limit counters this event used, so a retraction can give them back.
     usage: Mapped[list[Any]] = mapped_column(Json, default=list)
     retracted_at: Mapped[datetime | None] = mapped_column(Timestamp())
+    # What the retraction undid (the answer a second retraction gives again).
+    retraction: Mapped[dict[str, Any] | None] = mapped_column(Json)
 
 
 class LedgerEntry(Base):

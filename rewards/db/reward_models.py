@@ -12,13 +12,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKeyConstraint, Index, Integer, String, Text
+from sqlalchemy import BigInteger, ForeignKeyConstraint, Index, Integer, String, Text, text
 from sqlalchemy import UniqueConstraint as Unique
 from sqlalchemy.orm import Mapped, mapped_column
 
 from rewards.db.models import Base, BigId, Json, Timestamp
 
-__all__ = ["Base", "BudgetSpend", "GifqPayout", "GifqWebhookEvent", "Reward"]
+__all__ = ["Base", "BudgetSpend", "GifqPayout", "GifqWebhookEvent", "Reward", "RewardBacklog"]
+
+
+# The rewards that hold their level (the partial unique index ``ux_rewards_level``).
+LIVE_REWARD = "status <> 'cancelled'"
 
 
 class Reward(Base):
@@ -27,7 +31,18 @@ class Reward(Base):
     __tablename__ = "rewards"
     __table_args__ = (
         ForeignKeyConstraint(["program_id"], ["programs.id"], ondelete="CASCADE"),
-        Unique("program_id", "user_id", "threshold_id", "level"),
+        # One live reward per user, threshold and level; a cancelled one (its event was
+        # retracted) does not count, so crossing the level again earns it again.
+        Index(
+            "ux_rewards_level",
+            "program_id",
+            "user_id",
+            "threshold_id",
+            "level",
+            unique=True,
+            sqlite_where=text(LIVE_REWARD),
+            postgresql_where=text(LIVE_REWARD),
+        ),
         Unique("gifq_order_id"),
         Index("ix_rewards_program_status", "program_id", "status"),
         Index("ix_rewards_program_user", "program_id", "user_id", "id"),
@@ -75,6 +90,28 @@ class Reward(Base):
     decided_at: Mapped[datetime | None] = mapped_column(Timestamp())
     created_at: Mapped[datetime] = mapped_column(Timestamp())
     updated_at: Mapped[datetime] = mapped_column(Timestamp())
+
+
+class RewardBacklog(Base):
+    """Levels of a threshold that one event crossed past the per-event reward cap: those
+    in ``(after_level, through]`` have no reward row yet. They are created, oldest first,
+    as the user's earlier rewards are funded (``rewards.services.rewards.fund``)."""
+
+    __tablename__ = "reward_backlog"
+    __table_args__ = (
+        ForeignKeyConstraint(["program_id"], ["programs.id"], ondelete="CASCADE"),
+        Index("ix_reward_backlog_program_user", "program_id", "user_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    program_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(128))
+    event_id: Mapped[str | None] = mapped_column(String(200))
+    threshold_id: Mapped[str] = mapped_column(String(200))
+    after_level: Mapped[int] = mapped_column(BigInteger)
+    through: Mapped[int] = mapped_column(BigInteger)
+    rules_version: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(Timestamp())
 
 
 class BudgetSpend(Base):

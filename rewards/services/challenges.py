@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, func, insert, select, tuple_, update
+from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from engine.challenges import SlotKey, judge, schedule, slot_keys, zone_of
@@ -402,3 +402,62 @@ async def persist(
             moved,
         )
     await connection.execute(insert(ChallengeCompletion), completions)
+
+
+async def undo_event(
+    connection: AsyncConnection, program_id: str, event_id: str, *, challenges: set[str]
+) -> list[dict[str, Any]]:
+    """Give back a retracted event's completions of ``challenges`` (those its outcome
+    names): its ``first: N`` slots go back to their counters (the next qualifying event
+    takes the freed slot) and its completions stop counting towards ``per_user``.
+    Returns what was given back."""
+    if not challenges:
+        return []
+    rows = list(
+        await connection.execute(
+            select(
+                ChallengeCompletion.challenge_id,
+                ChallengeCompletion.window_start,
+                ChallengeCompletion.slot,
+            )
+            .where(
+                ChallengeCompletion.program_id == program_id,
+                ChallengeCompletion.challenge_id.in_(sorted(challenges)),
+                ChallengeCompletion.event_id == event_id,
+            )
+            .order_by(ChallengeCompletion.challenge_id, ChallengeCompletion.window_start)
+        )
+    )
+    for challenge_id, window_start, slot in rows:
+        if slot is None:
+            continue
+        await connection.execute(
+            update(ChallengeCounter)
+            .where(
+                ChallengeCounter.program_id == program_id,
+                ChallengeCounter.challenge_id == challenge_id,
+                ChallengeCounter.window_start == window_start,
+                ChallengeCounter.used > 0,
+            )
+            .values(used=ChallengeCounter.used - 1)
+        )
+        # An emptied counter goes: the next claim's insert of slot 1 recreates it.
+        await connection.execute(
+            delete(ChallengeCounter).where(
+                ChallengeCounter.program_id == program_id,
+                ChallengeCounter.challenge_id == challenge_id,
+                ChallengeCounter.window_start == window_start,
+                ChallengeCounter.used <= 0,
+            )
+        )
+    if rows:
+        await connection.execute(
+            delete(ChallengeCompletion).where(
+                ChallengeCompletion.program_id == program_id,
+                ChallengeCompletion.event_id == event_id,
+            )
+        )
+    return [
+        {"challenge": challenge_id, "window_start": window_start, "slot": slot}
+        for challenge_id, window_start, slot in rows
+    ]

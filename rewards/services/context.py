@@ -21,6 +21,9 @@ from rules import RuleSet
 from rules.challenges import ChallengeSet
 from rules.tenure import DEFAULT_TENURE_BANDS, TenureBand
 
+# Points one event may earn from the rules unless the program sets ``max_points_per_event``.
+DEFAULT_MAX_POINTS_PER_EVENT = 100_000
+
 
 @dataclass(frozen=True)
 class ProgramContext:
@@ -32,6 +35,8 @@ class ProgramContext:
     tz: ZoneInfo  # the rule set's timezone, else the program's: caps and periods use it
     challenges_version: int | None = None
     challenges: ChallengeSet | None = None  # the newest challenges file, in force
+    # The most points the rules may give one event (setting ``max_points_per_event``).
+    max_points_per_event: int = DEFAULT_MAX_POINTS_PER_EVENT
 
     @property
     def challenge_event_types(self) -> frozenset[str]:
@@ -62,6 +67,7 @@ async def program_context(
                 Program.timezone,
                 Program.currency,
                 Program.active_rules_version,
+                Program.settings,
                 ChallengeSetVersion.version,
                 ChallengeSetVersion.source,
             )
@@ -75,7 +81,7 @@ async def program_context(
     ).one_or_none()
     if row is None:
         raise NotFound(f"no program '{program_id}'")
-    timezone, currency, version, challenges_version, challenges_source = row
+    timezone, currency, version, settings, challenges_version, challenges_source = row
     rules = await _ruleset(rt, connection, program_id, version) if version is not None else None
     context = ProgramContext(
         id=program_id,
@@ -89,6 +95,9 @@ async def program_context(
             await asyncio.to_thread(compile_challenges, challenges_source)
             if challenges_source
             else None
+        ),
+        max_points_per_event=(settings or {}).get(
+            "max_points_per_event", DEFAULT_MAX_POINTS_PER_EVENT
         ),
     )
     rt.programs[program_id] = (time.monotonic() + rt.settings.program_cache_seconds, context)

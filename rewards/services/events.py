@@ -8,6 +8,12 @@ then the counters of ``first: N`` challenges the batch may claim are locked, in
 (challenge, occurrence) order (``services.challenges``). The events
 table's primary key (program, event id) is the last guard: a transaction that
 loses a race on it rolls back and is retried, and then sees a duplicate.
+
+Limits, each refusing one event and never its neighbours: ``occurred_at`` inside the
+calendar (``EventIn``, before anything joins a shared transaction), the rules' points at
+most the program's ``max_points_per_event`` (``engine.decide``), and no balance or
+lifetime total past ``MAX_POINTS_TOTAL``. Threshold crossings become rewards funded in
+order while the points cover them (``services.funding``).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import insert, select, tuple_
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -27,25 +33,33 @@ from engine.budgets import budget_month
 from engine.decide import decide, points_expiry, usage_keys
 from engine.decision import Decision, RejectCode, Rejection, UsageKey
 from engine.facts import EventFacts
-from engine.thresholds import Crossing, crossings
+from engine.thresholds import Crossing, Owed, crossings_and_owed
 from rewards.db.dialect import dialect_name, insert_for
 from rewards.db.models import Event, LedgerEntry, UsageCounter, User, UserBalance
+from rewards.db.reward_models import Reward, RewardBacklog
 from rewards.errors import InvalidInput, PayloadTooLarge
 from rewards.leaderboards import outbox as leaderboard_outbox
 from rewards.leaderboards.postings import Batch, post_earnings
 from rewards.runtime import Runtime
 from rewards.services import challenges as challenge_service
+from rewards.services import funding
 from rewards.services import rewards as reward_service
 from rewards.services import streaks as streak_service
 from rewards.services.attributes import Attributes
 from rewards.services.balances import add_to_balances
 from rewards.services.context import ProgramContext, program_context
+from rewards.services.rewards import AWAITING_POINTS
 from rewards.services.users import user_facts, validation_details
 
 MAX_BATCH = 1000
 MAX_ATTEMPTS = 5
 # PostgreSQL: serialization failure, deadlock; both mean "run the transaction again".
 RETRYABLE_SQLSTATES = {"40001", "40P01"}
+# occurred_at must fall in these UTC years: every period, window and expiry computed from
+# it then stays inside the calendar (year 1 and 9999 overflow in offsets and timezones).
+OCCURRED_AT_YEARS = (1900, 9000)
+# A balance or lifetime total may not pass this (bigint holds 2^63 - 1): sums stay safe.
+MAX_POINTS_TOTAL = 2**62
 
 
 class EventIn(BaseModel):
@@ -58,6 +72,18 @@ class EventIn(BaseModel):
     source: str | None = Field(default=None, max_length=200)
     actor_id: str | None = Field(default=None, min_length=1, max_length=128)
     attributes: Attributes = Field(default_factory=dict)
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _in_calendar(cls, value: datetime) -> datetime:
+        low, high = OCCURRED_AT_YEARS
+        try:
+            year = value.astimezone(UTC).year
+        except (OverflowError, ValueError):
+            year = 0  # the offset pushes it past year 1 or 9999
+        if not low <= year <= high:
+            raise ValueError(f"occurred_at must lie between the years {low} and {high} (UTC)")
+        return value
 
     def facts(self) -> EventFacts:
         return EventFacts(
@@ -138,7 +164,7 @@ async def ingest(rt: Runtime, program_id: str, items: Sequence[EventIn | Result]
                 )
             break
         except DBAPIError as exc:
-            if attempt + 1 == MAX_ATTEMPTS or not _retryable(exc):
+            if attempt + 1 == MAX_ATTEMPTS or not retryable(exc):
                 raise
     # Committed: put the points on the leaderboards (a failure is left to the sweeper).
     for batch in boards:
@@ -148,7 +174,7 @@ async def ingest(rt: Runtime, program_id: str, items: Sequence[EventIn | Result]
     return in_order(items, outcomes)
 
 
-def _retryable(exc: DBAPIError) -> bool:
+def retryable(exc: DBAPIError) -> bool:
     if isinstance(exc, IntegrityError):
         return True  # lost a race on a primary key: the retry sees the winner's row
     if isinstance(exc, OperationalError) and "locked" in str(exc.orig):
@@ -311,6 +337,7 @@ async def evaluate(
             tz=tz,
             now=now,
             also_known=context.challenge_event_types,
+            max_points=context.max_points_per_event,
         )
         if decision.applied:
             user = directory[fact.user_id]
@@ -366,70 +393,62 @@ async def _apply(
     ledger_rows: list[dict[str, Any]] = []
     deltas: dict[str, tuple[int, int]] = {}
     written: set[str] = set()
-    # Lifetime earned points as the batch goes, for threshold crossings (users locked).
+    refused: dict[str, Result] = {}  # refused here, after the decision (balance overflow)
+    increments = dict(evaluation.increments)
     thresholds = context.rules.thresholds if context.rules else ()
-    standing = await _standing(connection, context, decided, evaluation.users)
-    crossed: list[tuple[EventFacts, list[Crossing]]] = []
+    # Balance and lifetime earned points as the batch goes (users locked).
+    standing = await _standing(connection, context, decided)
+    crossed: list[tuple[EventFacts, list[Crossing], list[Owed]]] = []
     applied: list[tuple[EventFacts, Decision]] = []  # each applied event once
     for fact, decision in decided:
         if not isinstance(decision, Decision):
             results.append(decision)
             continue
         outcome = outcome_of(decision, rules_version=version)
+        if fact.id in refused:
+            results.append(refused[fact.id])
+            continue
         if fact.id in written:
             results.append(_duplicate(outcome))
             continue
-        results.append(outcome)
         if not decision.applied:
+            results.append(outcome)
             continue
+        rows = _ledger_rows(context, fact, decision, now=now)
+        gained = sum(row["points"] for row in rows)
+        balance, lifetime = standing.get(fact.user_id, (0, 0))
+        if max(balance, lifetime) + gained > MAX_POINTS_TOTAL:
+            refusal = Rejection(
+                RejectCode.balance_overflow,
+                f"this event's {gained} points would take the user's points past "
+                f"{MAX_POINTS_TOTAL}",
+            )
+            refused[fact.id] = rejected(fact.id, refusal.to_dict())
+            results.append(refused[fact.id])
+            for key, amount in decision.usage.items():
+                increments[key] -= amount
+            continue
+        results.append(outcome)
         written.add(fact.id)
         applied.append((fact, decision))
-        earned_before = deltas.get(fact.user_id, (0, 0))[1]
-        for award in decision.awards:
-            if award.points == 0:
-                continue
-            ledger_rows.append(
-                {
-                    "program_id": program_id,
-                    "user_id": fact.user_id,
-                    "kind": "earn",
-                    "points": award.points,
-                    "dedupe_key": f"earn:{fact.id}:{award.rule}",
-                    "event_id": fact.id,
-                    "rule_id": award.rule,
-                    "rules_version": version,
-                    "lot_id": None,
-                    "expires_at": award.expires_at,
-                    "details": {
-                        "base_points": award.base_points,
-                        "multiplier": award.multiplier,
-                        "challenge": award.challenge,
-                        **({"challenges": list(award.challenges)} if award.challenges else {}),
-                    },
-                    "created_at": now,
-                }
+        ledger_rows.extend(rows)
+        standing[fact.user_id] = (balance + gained, lifetime + gained)
+        if gained:
+            old_balance, old_earned = deltas.get(fact.user_id, (0, 0))
+            deltas[fact.user_id] = (old_balance + gained, old_earned + gained)
+        if thresholds and gained:
+            country = evaluation.users[fact.user_id].country
+            found, owed = crossings_and_owed(
+                thresholds,
+                before=lifetime,
+                after=lifetime + gained,
+                country=country,
+                limit=funding.MAX_REWARDS_PER_EVENT,
             )
-            balance, earned = deltas.get(fact.user_id, (0, 0))
-            deltas[fact.user_id] = (balance + award.points, earned + award.points)
-        for row in streak_service.bonus_rows(
-            program_id,
-            fact,
-            decision,
-            rules_version=version,
-            expires_at=points_expiry(context.rules, fact.occurred_at) if context.rules else None,
-            now=now,
-        ):
-            ledger_rows.append(row)
-            balance, earned = deltas.get(fact.user_id, (0, 0))
-            deltas[fact.user_id] = (balance + row["points"], earned + row["points"])
-        if fact.user_id in standing:
-            before, country = standing[fact.user_id]
-            after = before + deltas.get(fact.user_id, (0, 0))[1] - earned_before
-            standing[fact.user_id] = (after, country)
-            found = crossings(thresholds, before=before, after=after, country=country)
             # ``outcome`` is the dict already in ``results``: the event row stores it too.
             outcome["thresholds_crossed"] = [crossing.to_dict() for crossing in found]
-            crossed.append((fact, found))
+            if found or owed:
+                crossed.append((fact, found, owed))
         event_rows.append(_event_row(program_id, fact, decision, outcome, now=now, version=version))
     if event_rows:
         await connection.execute(insert(Event), event_rows)
@@ -442,45 +461,115 @@ async def _apply(
         if batch is not None and boards is not None:
             boards.append(batch)
     await add_to_balances(connection, program_id, deltas)
-    month = budget_month(now, context.tz)
-    for fact, found in crossed:
-        created = await reward_service.create_rewards(
+    for fact, found, owed in crossed:
+        await funding.create_rewards(
             connection,
             program_id=program_id,
             user_id=fact.user_id,
             event_id=fact.id,
             crossings=found,
+            owed=owed,
             rules_version=version,
-            budgets=context.rules.budgets if context.rules else None,
-            month=month,
             now=now,
         )
-        if rewards is not None:
-            rewards.extend(created)
-    await add_usage(connection, program_id, evaluation.increments)
+    if thresholds and deltas:
+        month = budget_month(now, context.tz)
+        for user_id in await _waiting(connection, program_id, set(deltas)):
+            sent = await funding.fund(
+                connection,
+                program_id=program_id,
+                user_id=user_id,
+                thresholds=thresholds,
+                budgets=context.rules.budgets if context.rules else None,
+                month=month,
+                now=now,
+            )
+            if rewards is not None:
+                rewards.extend(sent)
+    await add_usage(connection, program_id, increments)
     await challenge_service.persist(connection, program_id, applied, now=now)
     await streak_service.persist(connection, program_id, applied, now=now)
     return results
 
 
+def _ledger_rows(
+    context: ProgramContext, fact: EventFacts, decision: Decision, *, now: datetime
+) -> list[dict[str, Any]]:
+    """The event's ``earn`` entries (one per rule award with points) and streak bonuses."""
+    version = context.rules_version
+    rows = [
+        {
+            "program_id": context.id,
+            "user_id": fact.user_id,
+            "kind": "earn",
+            "points": award.points,
+            "dedupe_key": f"earn:{fact.id}:{award.rule}",
+            "event_id": fact.id,
+            "rule_id": award.rule,
+            "rules_version": version,
+            "lot_id": None,
+            "expires_at": award.expires_at,
+            "details": {
+                "base_points": award.base_points,
+                "multiplier": award.multiplier,
+                "challenge": award.challenge,
+                **({"challenges": list(award.challenges)} if award.challenges else {}),
+            },
+            "created_at": now,
+        }
+        for award in decision.awards
+        if award.points != 0
+    ]
+    rows.extend(
+        streak_service.bonus_rows(
+            context.id,
+            fact,
+            decision,
+            rules_version=version,
+            expires_at=points_expiry(context.rules, fact.occurred_at) if context.rules else None,
+            now=now,
+        )
+    )
+    return rows
+
+
+async def _waiting(connection: AsyncConnection, program_id: str, users: set[str]) -> list[str]:
+    """Which of ``users`` have rewards waiting for points (or a backlog), in id order."""
+    ids = sorted(users)
+    found = await connection.execute(
+        select(Reward.user_id)
+        .where(
+            Reward.program_id == program_id,
+            Reward.user_id.in_(ids),
+            Reward.status == AWAITING_POINTS,
+        )
+        .union(
+            select(RewardBacklog.user_id).where(
+                RewardBacklog.program_id == program_id, RewardBacklog.user_id.in_(ids)
+            )
+        )
+    )
+    return sorted({user_id for (user_id,) in found})
+
+
 async def _standing(
-    connection: AsyncConnection, context: ProgramContext, decided: Decided, users: dict[str, Any]
-) -> dict[str, tuple[int, str | None]]:
-    """Lifetime earned points and country of each user the batch may award, when the rule
-    set has thresholds (read under the balance-row locks ``evaluate`` took)."""
+    connection: AsyncConnection, context: ProgramContext, decided: Decided
+) -> dict[str, tuple[int, int]]:
+    """Balance and lifetime earned points of each user the batch may award (read under
+    the balance-row locks ``evaluate`` took)."""
     awarded = {
         fact.user_id
         for fact, decision in decided
         if isinstance(decision, Decision) and decision.applied
     }
-    if context.rules is None or not context.rules.thresholds or not awarded:
+    if not awarded:
         return {}
     rows = await connection.execute(
-        select(UserBalance.user_id, UserBalance.lifetime_earned).where(
+        select(UserBalance.user_id, UserBalance.balance, UserBalance.lifetime_earned).where(
             UserBalance.program_id == context.id, UserBalance.user_id.in_(sorted(awarded))
         )
     )
-    return {user_id: (lifetime, users[user_id].country) for user_id, lifetime in rows}
+    return {user_id: (balance, lifetime) for user_id, balance, lifetime in rows}
 
 
 def _event_row(

@@ -1,4 +1,4 @@
-"""Balances, ledger history, retractions and expiry: all derived from the append-only ledger."""
+"""Balances, ledger history and expiry: all derived from the append-only ledger."""
 
 from __future__ import annotations
 
@@ -9,19 +9,19 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine.decision import UsageKey
 from engine.lots import LedgerLine, LotBook, allocate
 from rewards.db.dialect import insert_for
-from rewards.db.models import Event, LedgerEntry, UserBalance
-from rewards.errors import InvalidInput, NotFound
+from rewards.db.models import LedgerEntry, UserBalance
+from rewards.errors import InvalidInput
 from rewards.leaderboards import outbox as leaderboard_outbox
-from rewards.leaderboards.postings import Reversal, expiry_reversals, post_reversals
+from rewards.leaderboards.postings import expiry_reversals, post_reversals
 from rewards.runtime import Runtime
 from rewards.services.balances import add_to_balances, lock_people
 from rewards.services.context import program_context
-from rewards.services.events import add_usage
 from rewards.services.users import get_user
 
+# The entries lifetime earned points sum: earnings and what retractions took back of them.
+EARNED_KINDS = ("earn", "retract", "streak_bonus", "clawback")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 
@@ -128,87 +128,6 @@ async def ledger_page(
     }
 
 
-async def retract(
-    rt: Runtime, session: AsyncSession, *, program_id: str, event_id: str, reason: str | None
-) -> dict[str, Any]:
-    """Reverse an event's points with compensating entries. Retracting twice changes nothing."""
-    event = await session.get(Event, (program_id, event_id))
-    if event is None:
-        raise NotFound(f"no event '{event_id}'", code="unknown_event")
-    connection = await session.connection()
-    await lock_people(
-        connection, program_id, {event.user_id, *([event.actor_id] if event.actor_id else [])}
-    )
-    await session.refresh(event)
-    earned = list(
-        await session.scalars(
-            select(LedgerEntry).where(
-                LedgerEntry.program_id == program_id,
-                LedgerEntry.event_id == event_id,
-                LedgerEntry.kind == "earn",
-            )
-        )
-    )
-    total = -sum(entry.points for entry in earned)
-    if event.retracted_at is None:
-        now = rt.clock()
-        event.retracted_at = now
-        if earned:
-            await session.execute(
-                insert_for(session)(LedgerEntry),
-                [
-                    {
-                        "program_id": program_id,
-                        "user_id": entry.user_id,
-                        "kind": "retract",
-                        "points": -entry.points,
-                        "dedupe_key": f"retract:{event_id}:{entry.rule_id}",
-                        "event_id": event_id,
-                        "rule_id": entry.rule_id,
-                        "rules_version": entry.rules_version,
-                        "lot_id": entry.id,
-                        "expires_at": None,
-                        "details": {"reason": reason} if reason else {},
-                        "created_at": now,
-                    }
-                    for entry in earned
-                ],
-            )
-            await add_to_balances(connection, program_id, {event.user_id: (total, total)})
-            # The same points come off the leaderboards once the caller's transaction commits.
-            batch = await post_reversals(
-                session,
-                context=await program_context(rt, connection, program_id),
-                reversals=[
-                    Reversal(
-                        f"retract:{event_id}:{entry.rule_id}",
-                        entry.dedupe_key,
-                        entry.user_id,
-                        -entry.points,
-                    )
-                    for entry in earned
-                ],
-                now=now,
-            )
-            leaderboard_outbox.deliver_after_commit(rt, session, batch)
-        # Give back the cap slots and the giver's allowance the event used.
-        await add_usage(
-            connection,
-            program_id,
-            {
-                UsageKey(subject, counter, datetime.fromisoformat(start).date()): -amount
-                for subject, counter, start, amount in event.usage or []
-            },
-        )
-    return {
-        "id": event_id,
-        "status": "retracted",
-        "user_id": event.user_id,
-        "points": total,
-        "retracted_at": event.retracted_at,
-    }
-
-
 async def expire_due(rt: Runtime, program_id: str) -> int:
     """Write off every lot past its expiry: one ``expire`` entry per lot, never twice."""
     now = rt.clock()
@@ -287,9 +206,7 @@ async def verify_balances(
             LedgerEntry.program_id,
             LedgerEntry.user_id,
             func.sum(LedgerEntry.points).label("total"),
-            func.sum(LedgerEntry.points)
-            .filter(LedgerEntry.kind.in_(("earn", "retract", "streak_bonus")))
-            .label("earned"),
+            func.sum(LedgerEntry.points).filter(LedgerEntry.kind.in_(EARNED_KINDS)).label("earned"),
         )
         .group_by(LedgerEntry.program_id, LedgerEntry.user_id)
         .subquery()

@@ -19,6 +19,8 @@ from rewards.settings import gifq_callback_path
 
 # IANA timezone names, as the OpenAPI document lists them (checked by validate_timezone).
 TIMEZONES: list[Any] = sorted(available_timezones())
+# The highest ``max_points_per_event`` a program may set (the default is 100,000).
+MAX_POINTS_PER_EVENT_LIMIT = 10**9
 PROGRAM_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
@@ -117,6 +119,9 @@ class ProgramSettingsIn(BaseModel):
         if value is not None and (problem := net.policy().check_url(value)):
             raise ValueError(problem)
         return value
+
+    # The most points the rules may give one event; an event over it is rejected.
+    max_points_per_event: int | None = Field(default=None, ge=1, le=MAX_POINTS_PER_EVENT_LIMIT)
 
 
 SECRET_SETTINGS = secrets.SECRET_SETTINGS  # encrypted at rest by the database layer

@@ -2,6 +2,7 @@
 
 A reward's ``status``::
 
+    (crossing) ──► awaiting_points ──(the points cover it, in order)──► unlocked | pending
     unlocked ──(POST /v1/users/{id}/redemptions)──┐        (mode redeem_now)
     (crossing, mode auto) ────────────────────────┴─► budget gate (``spending``)
         gate ──► pending                     (admitted: counted in the month's budget)
@@ -13,6 +14,11 @@ A reward's ``status``::
                   └──► needs_review   (GIFQ rejected the order, or the user has no email)
     on_hold | needs_review ──(approve: try again)──► pending
                            └─(reject)──► rejected
+    any status before GIFQ has the order ──(its event retracted)──► cancelled
+
+``awaiting_points``: crossed, but the points available do not cover its cost yet (one
+event crossed several thresholds, or points were spent or retracted); it holds nothing
+and is funded, strictly in creation order, as points come in (``services.funding``).
 
 Points: creating a reward holds its cost (``user_balances.held``, not a ledger movement;
 ``available = balance - held``); GIFQ accepting the order turns the hold into a
@@ -36,12 +42,10 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from engine.budgets import budget_month
-from engine.thresholds import Crossing
-from rewards.db.dialect import insert_for
 from rewards.db.reward_models import GifqPayout, Reward
 from rewards.errors import Conflict, InvalidInput, NotFound
 from rewards.runtime import Runtime
-from rewards.services.balances import add_to_held, lock_people
+from rewards.services.balances import lock_people
 from rewards.services.context import program_context
 from rewards.services.spending import Spend, admit, monthly_spend, release
 from rewards.services.users import get_user
@@ -50,6 +54,7 @@ from rules.model import Budgets
 log = logging.getLogger("rewards.rewards")
 
 STATUSES = (
+    "awaiting_points",
     "unlocked",
     "awaiting_approval",
     "pending",
@@ -61,6 +66,18 @@ STATUSES = (
     "expired",
     "failed",
     "rejected",
+    "cancelled",
+)
+# Waiting for the points that pay for it: holds nothing yet.
+AWAITING_POINTS = "awaiting_points"
+# A retraction cancels a reward GIFQ has no order for (``services.retraction``).
+CANCELLABLE = (
+    "awaiting_points",
+    "unlocked",
+    "awaiting_approval",
+    "pending",
+    "on_hold",
+    "needs_review",
 )
 # What the fulfilment job still has to push to GIFQ (the sweeper re-enqueues these).
 TO_SEND = ("pending", "sending", "on_hold")
@@ -73,69 +90,6 @@ RECIPIENT_ORDER = ("pending", "sent", "viewed", "partially_redeemed", "redeemed"
 TERMINAL = frozenset({"redeemed", "expired"})
 # An admin may reject these (no GIFQ order exists), and approve all but ``unlocked``.
 DECIDABLE = ("unlocked", "awaiting_approval", "pending", "on_hold", "needs_review")
-
-
-async def create_rewards(
-    connection: AsyncConnection,
-    *,
-    program_id: str,
-    user_id: str,
-    event_id: str,
-    crossings: Sequence[Crossing],
-    rules_version: int | None,
-    budgets: Budgets | None,
-    month: str,
-    now: datetime,
-) -> list[int]:
-    """Insert the rewards for ``crossings`` and hold their points, in the ledger's transaction
-    (the user's balance row is locked). A level this user already has a reward for is
-    skipped. Auto rewards are admitted against the budgets (``month``'s spend) or wait for
-    an approval. Returns the ids of the new rewards that fulfilment must send."""
-    if not crossings:
-        return []
-    statement = (
-        insert_for(connection)(Reward)
-        .values(
-            [
-                {
-                    "program_id": program_id,
-                    "user_id": user_id,
-                    "threshold_id": crossing.threshold,
-                    "level": crossing.level,
-                    "event_id": event_id,
-                    "rules_version": rules_version,
-                    "mode": crossing.mode,
-                    "points_cost": crossing.points_cost,
-                    "amount": str(crossing.amount),
-                    "currency": crossing.currency,
-                    "payout_type": crossing.payout_type,
-                    "campaign_id": crossing.campaign_id,
-                    "expires_in_days": crossing.expires_in_days,
-                    "ledger_account_id": crossing.ledger_account_id,
-                    "release_on": ",".join(crossing.release_on),
-                    "status": "pending" if crossing.mode == "auto" else "unlocked",
-                    "attempts": 0,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for crossing in crossings
-            ]
-        )
-        .on_conflict_do_nothing(index_elements=["program_id", "user_id", "threshold_id", "level"])
-        .returning(Reward.id, Reward.points_cost, Reward.status, Reward.amount, Reward.currency)
-    )
-    created = list(await connection.execute(statement))
-    held = sum(row.points_cost for row in created)
-    if held:
-        await add_to_held(connection, program_id, {user_id: held})
-    spends = [
-        Spend(row.id, Decimal(row.amount), row.currency)
-        for row in created
-        if row.status == "pending"
-    ]
-    return await gate(
-        connection, program_id=program_id, spends=spends, budgets=budgets, month=month, now=now
-    )
 
 
 async def gate(

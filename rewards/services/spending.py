@@ -165,3 +165,18 @@ async def release(
         )
     reward.released_at = now
     return True
+
+
+async def unfund(connection: AsyncConnection, reward: Reward, *, now: datetime) -> None:
+    """Send a funded reward GIFQ has no order for back to ``awaiting_points``: its hold
+    and its amount in the budget month come back (it is funded and admitted again later,
+    in order). The caller holds the user's balance row lock and the reward's row lock."""
+    await add_to_held(connection, reward.program_id, {reward.user_id: -reward.points_cost})
+    if reward.budget_month is not None:
+        month, currency = reward.budget_month, reward.currency
+        spent = await _locked_spent(connection, reward.program_id, currency, month)
+        await _store_spent(
+            connection, reward.program_id, currency, month, spent - Decimal(reward.amount)
+        )
+    reward.budget_month = None
+    reward.status, reward.updated_at = "awaiting_points", now

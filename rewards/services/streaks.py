@@ -11,7 +11,11 @@ program's.
 
 Ingestion holds the user's balance row locked (``events.evaluate``), so the periods and
 paid milestones read here cannot change under the batch; a milestone's ledger entry has
-the unique ``dedupe_key`` ``streak:<user>:<streak>:<run start>:<length>`` besides.
+the unique ``dedupe_key`` ``streak:<user>:<streak>:<run start>:<length>:<event>`` besides.
+
+A retraction (``undo_event``) takes the event's periods out again: a period no other
+event qualifies for is deleted, and milestones that no longer hold are deleted and their
+bonuses reversed (``engine.streaks.without_period``).
 """
 
 from __future__ import annotations
@@ -23,16 +27,24 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import case, insert, select, tuple_
+from sqlalchemy import case, delete, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from engine.challenges import late_cutoff
 from engine.decision import Decision
 from engine.facts import EventFacts, UserFacts
 from engine.periods import local_midnight, next_period_start
-from engine.streaks import Pause, progress, qualifying, streak_state
+from engine.streaks import (
+    PaidMilestone,
+    Pause,
+    progress,
+    qualifying,
+    streak_state,
+    without_period,
+)
 from rewards.db.dialect import insert_for
 from rewards.db.engagement_models import StreakMilestone, StreakPause, StreakPeriod
+from rewards.db.models import Event
 from rewards.services.context import ProgramContext
 from rewards.services.users import get_user
 from rules import IsoDuration, Streak
@@ -163,8 +175,10 @@ def bonus_rows(
             "user_id": fact.user_id,
             "kind": "streak_bonus",
             "points": bonus.points,
+            # With the event: a milestone a retraction took back can be earned again.
             "dedupe_key": (
-                f"streak:{fact.user_id}:{moved.streak}:{bonus.run_start.isoformat()}:{bonus.length}"
+                f"streak:{fact.user_id}:{moved.streak}:{bonus.run_start.isoformat()}"
+                f":{bonus.length}:{fact.id}"
             ),
             "event_id": fact.id,
             "rule_id": None,
@@ -367,3 +381,178 @@ async def user_streaks(
             }
         )
     return views
+
+
+@dataclass(frozen=True)
+class ReversedMilestone:
+    """A paid milestone a retraction took back: its bonus is reversed in the ledger."""
+
+    streak: str
+    run_start: date
+    length: int
+    points: int
+    event_id: str | None  # the event whose ledger entry paid it
+
+
+@dataclass(frozen=True)
+class StreakUndo:
+    periods: list[dict[str, Any]]  # {"streak", "period_start", "removed"}
+    milestones: list[ReversedMilestone]
+
+
+async def undo_event(
+    connection: AsyncConnection,
+    *,
+    context: ProgramContext,
+    user_id: str,
+    user_timezone: str | None,
+    event_id: str,
+    outcome: dict[str, Any],
+) -> StreakUndo:
+    """Take a retracted event out of its user's streaks (the caller holds the user's
+    balance row lock): each period it counted for goes unless another event still
+    qualifies for it, and the milestones that no longer hold are deleted and returned
+    for their bonuses to be reversed."""
+    by_id = {streak.id: streak for streak in (context.rules.streaks if context.rules else ())}
+    zone = user_zone(user_timezone, context.tz)
+    program_id = context.id
+    periods: list[dict[str, Any]] = []
+    reversed_: list[ReversedMilestone] = []
+    for item in outcome.get("streaks") or []:
+        streak = by_id.get(item.get("streak_type", ""))
+        if streak is None:
+            continue  # no longer in the rule set: nothing of it moves any more
+        start = date.fromisoformat(item["period_start"])
+        others = await _other_qualifying(
+            connection,
+            program_id=program_id,
+            user_id=user_id,
+            event_id=event_id,
+            streak=streak,
+            start=start,
+            zone=zone,
+        )
+        key = (
+            (StreakPeriod.program_id == program_id)
+            & (StreakPeriod.user_id == user_id)
+            & (StreakPeriod.streak_id == streak.id)
+            & (StreakPeriod.period_start == start)
+        )
+        if others:
+            await connection.execute(
+                update(StreakPeriod).where(key).values(last_event_at=max(others))
+            )
+            periods.append({"streak": streak.id, "period_start": start, "removed": False})
+            continue
+        await connection.execute(delete(StreakPeriod).where(key))
+        periods.append({"streak": streak.id, "period_start": start, "removed": True})
+        reversed_ += await _review_milestones(
+            connection, program_id=program_id, user_id=user_id, streak=streak, removed=start
+        )
+    return StreakUndo(periods, reversed_)
+
+
+async def _other_qualifying(
+    connection: AsyncConnection,
+    *,
+    program_id: str,
+    user_id: str,
+    event_id: str,
+    streak: Streak,
+    start: date,
+    zone: ZoneInfo,
+) -> list[datetime]:
+    """When the user's other live events that counted for ``streak`` in the period from
+    ``start`` occurred."""
+    low = local_midnight(start, zone)
+    high = local_midnight(next_period_start(streak.period, start), zone)
+    rows = await connection.execute(
+        select(Event.occurred_at, Event.outcome).where(
+            Event.program_id == program_id,
+            Event.user_id == user_id,
+            Event.occurred_at >= low,
+            Event.occurred_at < high,
+            Event.retracted_at.is_(None),
+            Event.id != event_id,
+        )
+    )
+    return [
+        occurred_at
+        for occurred_at, stored in rows
+        if any(
+            moved.get("streak_type") == streak.id and moved.get("period_start") == start.isoformat()
+            for moved in (stored or {}).get("streaks") or []
+        )
+    ]
+
+
+async def _review_milestones(
+    connection: AsyncConnection, *, program_id: str, user_id: str, streak: Streak, removed: date
+) -> list[ReversedMilestone]:
+    mine = (
+        (StreakMilestone.program_id == program_id)
+        & (StreakMilestone.user_id == user_id)
+        & (StreakMilestone.streak_id == streak.id)
+    )
+    paid = {
+        (row.run_start, row.length): row
+        for row in await connection.execute(
+            select(
+                StreakMilestone.run_start,
+                StreakMilestone.length,
+                StreakMilestone.points,
+                StreakMilestone.event_id,
+            ).where(mine)
+        )
+    }
+    if not paid:
+        return []
+    periods = await connection.scalars(
+        select(StreakPeriod.period_start).where(
+            StreakPeriod.program_id == program_id,
+            StreakPeriod.user_id == user_id,
+            StreakPeriod.streak_id == streak.id,
+        )
+    )
+    pauses = [
+        Pause(starts, ends)
+        for starts, ends in await connection.execute(
+            select(StreakPause.starts, StreakPause.ends).where(
+                StreakPause.program_id == program_id, StreakPause.user_id == user_id
+            )
+        )
+    ]
+    review = without_period(
+        per=streak.period,
+        grace_periods=streak.grace_periods,
+        periods=list(periods),
+        removed=removed,
+        pauses=pauses,
+        paid=[PaidMilestone(start, length) for start, length in paid],
+    )
+    for milestone, to in review.moved:
+        if (to, milestone.length) in paid:
+            continue  # that run has it paid already: nothing to move
+        await connection.execute(
+            update(StreakMilestone)
+            .where(
+                mine,
+                StreakMilestone.run_start == milestone.run_start,
+                StreakMilestone.length == milestone.length,
+            )
+            .values(run_start=to)
+        )
+    found = []
+    for milestone in review.reversed:
+        row = paid[(milestone.run_start, milestone.length)]
+        await connection.execute(
+            delete(StreakMilestone).where(
+                mine,
+                StreakMilestone.run_start == milestone.run_start,
+                StreakMilestone.length == milestone.length,
+            )
+        )
+        found.append(
+            ReversedMilestone(streak.id, row.run_start, row.length, row.points, row.event_id)
+        )
+    return found

@@ -36,3 +36,29 @@ def test_programs_create_prints_a_key_once(tmp_path: Path, monkeypatch: pytest.M
     assert again.exit_code == 1
     bad = runner.invoke(app, ["programs", "create", "--id", "Bad Id", "--name", "x"])
     assert bad.exit_code == 2
+
+
+def test_rules_check_warns_about_thresholds_that_overspend(tmp_path: Path) -> None:
+    rules = tmp_path / "overlap.yaml"
+    rules.write_text(
+        """\
+version: 1
+rules:
+  - {id: deal, event: crm.deal_closed, points: 100}
+thresholds:
+  - id: card
+    every: 500
+    reward: {amount: "25.00", currency: GBP}
+    payout_type: gift_cards
+    campaign_id: 6f1c2a9e-0000-4000-8000-000000000001
+  - id: six
+    at: [600]
+    reward: {amount: "10.00", currency: GBP}
+    payout_type: gift_cards
+    campaign_id: 6f1c2a9e-0000-4000-8000-000000000001
+"""
+    )
+    result = CliRunner().invoke(app, ["rules", "check", str(rules)])
+    assert result.exit_code == 0, result.output  # a warning, not an error
+    assert "warning: thresholds card, six cost 1100 points by 600" in result.output
+    assert "awaiting_points" in result.output

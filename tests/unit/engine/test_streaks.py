@@ -10,6 +10,7 @@ import pytest
 from engine.facts import EventFacts, UserFacts
 from engine.periods import period_start
 from engine.streaks import (
+    PaidMilestone,
     Pause,
     Run,
     milestones_due,
@@ -18,6 +19,7 @@ from engine.streaks import (
     qualifying,
     runs,
     streak_state,
+    without_period,
 )
 from rules import load_rules
 
@@ -347,3 +349,73 @@ def test_qualifying_streaks_check_type_and_condition() -> None:
     assert qualifying(RULES.streaks, fact(), user) == (WEEKLY,)
     other = EventFacts("e2", "crm.deal_closed", "u1", utc("2026-03-02T10:00:00Z"))
     assert qualifying(RULES.streaks, other, user) == ()
+
+
+D = date.fromisoformat
+
+
+def _days(*days: str) -> list[date]:
+    return [D(day) for day in days]
+
+
+@pytest.mark.parametrize(
+    ("periods", "removed", "grace", "paid", "moved", "reversed_"),
+    [
+        # 3-day run paid at 3; the middle day goes: two runs of 1, the milestone is undone.
+        (
+            ["2026-03-02", "2026-03-04"],
+            "2026-03-03",
+            0,
+            [("2026-03-02", 3)],
+            [],
+            [("2026-03-02", 3)],
+        ),
+        # The same with one grace period: still one run of 2 < 3, undone; 2 is kept.
+        (
+            ["2026-03-02", "2026-03-04"],
+            "2026-03-03",
+            1,
+            [("2026-03-02", 2), ("2026-03-02", 3)],
+            [],
+            [("2026-03-02", 3)],
+        ),
+        # The first day goes: the run now starts a day later and still earns 3.
+        (
+            ["2026-03-03", "2026-03-04", "2026-03-05"],
+            "2026-03-02",
+            0,
+            [("2026-03-02", 3)],
+            [("2026-03-02", 3, "2026-03-03")],
+            [],
+        ),
+        # A day outside any paid run: nothing changes.
+        (["2026-03-02"], "2026-03-10", 0, [("2026-03-02", 1)], [], []),
+        # A split where the right half still earns the milestone: it moves there.
+        (
+            ["2026-03-02", "2026-03-04", "2026-03-05", "2026-03-06"],
+            "2026-03-03",
+            0,
+            [("2026-03-02", 3)],
+            [("2026-03-02", 3, "2026-03-04")],
+            [],
+        ),
+    ],
+)
+def test_milestones_are_reviewed_without_a_period(
+    periods: list[str],
+    removed: str,
+    grace: int,
+    paid: list[tuple[str, int]],
+    moved: list[tuple[str, int, str]],
+    reversed_: list[tuple[str, int]],
+) -> None:
+    review = without_period(
+        per="day",
+        grace_periods=grace,
+        periods=_days(*periods),
+        removed=D(removed),
+        pauses=(),
+        paid=[PaidMilestone(D(start), length) for start, length in paid],
+    )
+    assert [(m.run_start.isoformat(), m.length, to.isoformat()) for m, to in review.moved] == moved
+    assert [(m.run_start.isoformat(), m.length) for m in review.reversed] == reversed_

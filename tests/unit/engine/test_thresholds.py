@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from engine.thresholds import crossings
+from engine.thresholds import Owed, affordable, crossings, crossings_and_owed, levels, overspending
 from rules.model import Threshold
 
 CAMPAIGN = "6f1c2a9e-0000-4000-8000-000000000001"
@@ -95,3 +95,86 @@ def test_a_crossing_carries_what_fulfilment_needs() -> None:
         "currency": "GBP",
         "mode": "redeem_now",
     }
+
+
+def test_huge_jumps_are_enumerated_lazily() -> None:
+    # 2^63 - 1 points over ``every: 1`` would be a list of 9e18 levels: it is never built.
+    tiny = threshold(id="tiny", every=1)
+    found, owed = crossings_and_owed((tiny, AT), before=0, after=2**63 - 1, country=None, limit=3)
+    assert [(c.threshold, c.level) for c in found] == [("tiny", 1), ("tiny", 2), ("tiny", 3)]
+    assert owed == [Owed("tiny", 3, 2**63 - 1), Owed("tiers", 0, 2**63 - 1)]
+
+
+@pytest.mark.parametrize(
+    ("limit", "expected", "owed"),
+    [
+        (None, [500, 1000, 100, 300, 1000], []),
+        (5, [500, 1000, 100, 300, 1000], []),
+        (4, [500, 1000, 100, 300], [Owed("tiers", 300, 1000)]),
+        (2, [500, 1000], [Owed("tiers", 0, 1000)]),
+        (1, [500], [Owed("card", 500, 1000), Owed("tiers", 0, 1000)]),
+        (0, [], [Owed("card", 0, 1000), Owed("tiers", 0, 1000)]),
+    ],
+)
+def test_a_limit_leaves_the_rest_owed(
+    limit: int | None, expected: list[int], owed: list[Owed]
+) -> None:
+    found, left = crossings_and_owed(
+        (EVERY_500, AT), before=0, after=1000, country=None, limit=limit
+    )
+    assert [c.level for c in found] == expected
+    assert left == owed
+    # What is owed, enumerated later, is exactly the rest.
+    rest = [
+        lvl
+        for item in left
+        for lvl in levels(by_id[item.threshold], item.after_level, item.through)
+    ]
+    assert sorted(expected + rest) == sorted([500, 1000, 100, 300, 1000])
+
+
+by_id = {EVERY_500.id: EVERY_500, AT.id: AT}
+
+
+@pytest.mark.parametrize(
+    ("costs", "available", "count"),
+    [
+        ([], 0, 0),
+        ([500], 499, 0),
+        ([500], 500, 1),
+        ([500, 600], 600, 1),  # every: 500 and at: [600], one 600-point event
+        ([500, 600], 1100, 2),
+        ([500, 100], 550, 1),  # the cheaper one behind does not jump the queue
+        ([100, 100, 100], 250, 2),
+        ([100], -50, 0),  # a negative available (a clawback) funds nothing
+    ],
+)
+def test_rewards_are_funded_in_order_while_the_points_cover_them(
+    costs: list[int], available: int, count: int
+) -> None:
+    assert affordable(costs, available) == count
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "warns"),
+    [
+        ((EVERY_500,), False),
+        ((AT,), False),
+        ((COSTLY,), False),
+        ((EVERY_500, threshold(id="six", at=[600])), True),  # 1100 due at 600
+        ((EVERY_500, threshold(id="late", at=[5000])), True),  # 5000 + 5000 due at 5000
+        (
+            (
+                threshold(id="half", every=1000, points_cost=500),
+                threshold(id="bonus", at=[2000], points_cost=500),
+            ),
+            False,  # 1500 due at 2000
+        ),
+        ((threshold(id="pricey", every=100, points_cost=150),), True),
+        ((threshold(id="a", every=300), threshold(id="b", every=700)), True),
+    ],
+)
+def test_overspending_thresholds_are_warned_about(
+    thresholds: tuple[Threshold, ...], warns: bool
+) -> None:
+    assert bool(overspending(thresholds)) is warns
