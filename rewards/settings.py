@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     # A rule-set change reaches other processes within it; every event records the
     # version that actually judged it.
     program_cache_seconds: float = 1.0
+    # GIFQ's limit per API token, shared by every process through Redis (rewards.gifq.limiter).
+    gifq_requests_per_second: int = Field(default=10, ge=1, le=1000)
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
