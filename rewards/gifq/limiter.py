@@ -46,8 +46,8 @@ class Lane(StrEnum):
 
 
 # KEYS[1]: the token's sorted set. ARGV: limit, window (ms), free slots the lane must
-# leave, a unique member, now in ms ("" = Redis's clock). Returns 0 when granted, else
-# the milliseconds until a slot frees up for this lane.
+# leave, a unique member, now in ms ("" = Redis's clock). Returns {0, now} when granted,
+# else {the milliseconds until a slot frees up for this lane, now}.
 _SCRIPT: Final = """
 local now = tonumber(ARGV[5])
 if not now then
@@ -60,13 +60,13 @@ local used = redis.call('ZCARD', KEYS[1])
 if used < limit - keep then
   redis.call('ZADD', KEYS[1], now, ARGV[4])
   redis.call('PEXPIRE', KEYS[1], window + 1000)
-  return 0
+  return {0, now}
 end
 -- the slot this lane needs frees when the (used - limit + keep + 1)-th oldest grant ages out
 local oldest = redis.call('ZRANGE', KEYS[1], used - limit + keep, used - limit + keep, 'WITHSCORES')
 local wait = tonumber(oldest[2]) + window - now
 if wait < 1 then wait = 1 end
-return wait
+return {wait, now}
 """
 
 
@@ -109,30 +109,34 @@ class GifqRateLimiter:
 
     async def try_acquire(self, lane: Lane | None = None, *, now_ms: int | None = None) -> float:
         """Take a slot: 0.0 when granted, else the seconds to wait before asking again."""
+        return (await self._ask(lane, now_ms))[0]
+
+    async def _ask(self, lane: Lane | None, now_ms: int | None) -> tuple[float, int]:
         lane = lane or self.lane
         keep = self._rate.reserve if lane is Lane.READ else 0
         window_ms = int((self._rate.window + self._rate.margin) * 1000)
         member = uuid.uuid4().hex
-        waited = await self._script(
+        wait_ms, at = await self._script(
             keys=[self._key],
             args=[self._rate.limit, window_ms, keep, member, "" if now_ms is None else now_ms],
         )
-        return int(waited) / 1000.0
+        return int(wait_ms) / 1000.0, int(at)
 
-    async def acquire(self, lane: Lane | None = None) -> None:
-        """Wait until a slot is ours (at most ``MAX_WAIT`` seconds in all)."""
+    async def acquire(self, lane: Lane | None = None) -> int | None:
+        """Wait until a slot is ours (at most ``MAX_WAIT`` seconds in all). Returns when
+        it was granted (ms on Redis's clock); None when it went through ungranted."""
         waited = 0.0
         while True:
             try:
-                wait = await self.try_acquire(lane)
+                wait, at = await self._ask(lane, None)
             except RedisError as exc:
                 log.warning("GIFQ rate limiter unavailable, sending anyway: %r", exc)
-                return
+                return None
             if wait <= 0:
-                return
+                return at
             if waited >= MAX_WAIT:
                 log.warning("GIFQ rate limiter: waited %.0fs, sending anyway", waited)
-                return
+                return None
             await asyncio.sleep(wait)
             waited += wait
 
