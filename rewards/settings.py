@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     # version that actually judged it.
     program_cache_seconds: float = 1.0
     # GIFQ's limit per API token, shared by every process through Redis (rewards.gifq.limiter).
-    gifq_requests_per_second: int = Field(default=10, ge=1, le=1000)
+    gifq_requests_per_second: int = Field(default=10, ge=1, le=100_000)
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
