@@ -181,6 +181,8 @@ async def receive_webhook(
 ) -> Signal:
     """Verify and store a GIFQ webhook; the order to fetch once the 2xx is sent."""
     now = rt.clock()
+    if not program_id or len(program_id) > 64 or not program_id.isprintable():
+        raise Unauthenticated("the webhook signature does not verify", code="bad_signature")
     async with rt.sessions() as session, session.begin():
         program = await session.get(Program, program_id)
         settings = (program.settings if program else None) or {}

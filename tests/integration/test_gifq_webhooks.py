@@ -237,3 +237,12 @@ async def test_every_process_shares_one_window_per_token(runtime: Runtime) -> No
     window_ms = (RateLimit().window + RateLimit().margin) * 1000
     for earlier, later in zip(grants, grants[10:], strict=False):
         assert later - earlier >= window_ms - 1
+
+
+async def test_a_webhook_to_a_program_that_cannot_exist_is_a_401(world: World) -> None:
+    body = SAMPLE_BODY.encode()
+    async with httpx.AsyncClient() as client:
+        for program_id in ("%00", "p%00x", "x" * 65, "nope"):
+            url = f"{world.engine_url}/v1/webhooks/gifq/{program_id}"
+            response = await client.post(url, content=body, headers=signed("whsec_x" * 2, body))
+            assert response.status_code == 401, (program_id, response.text)
