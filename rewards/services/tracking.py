@@ -13,7 +13,7 @@
   taken) and the reward moves forward from what GIFQ reports, in one transaction:
   status, redeemed amount and per-card payouts together. Per order, one process at a
   time fetches (a Redis lock); webhooks arriving meanwhile only mark the order dirty, so
-  a burst of them costs a fetch or two, spaced ``REFETCH_INTERVAL`` apart. Inbox rows
+  a burst of them costs a fetch per ``REFETCH_INTERVAL`` at most. Inbox rows
   are marked processed by a fetch that began after they were stored; the sweeper
   (``process_pending_webhooks``) fetches for any a stopped process left.
 * **Recipient statuses only move forward** (``moves_forward``): a stale fetch, or a
@@ -80,7 +80,7 @@ MAX_STORED_BODY: Final = 64 * 1024  # bytes of a webhook body kept in the inbox
 # webhooks arriving meanwhile set the order's dirty flag and cause one more fetch, no
 # sooner than REFETCH_INTERVAL after the last.
 FETCH_LOCK_SECONDS: Final = 60
-REFETCH_INTERVAL: Final = 0.2
+REFETCH_INTERVAL: Final = 0.5
 MARK_BATCH: Final = 1000
 
 
