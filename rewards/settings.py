@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(default=200, ge=1)
     # Failed authentications per source address in a minute before it gets 429s.
     auth_failures_per_minute: int = Field(default=30, ge=1)
+    # GIFQ's limit per API token, shared by every process through Redis (rewards.gifq.limiter).
+    gifq_requests_per_second: int = Field(default=10, ge=1, le=100_000)
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

@@ -169,5 +169,11 @@ class SandboxControl:
         received: list[JSON] = result["received"]
         return received
 
+    async def requests(self) -> dict[str, int]:
+        """GIFQ API requests served, by ``METHOD /route`` (``429``: rate-limited ones)."""
+        result = await self._call("GET", "/requests")
+        counts: dict[str, int] = result["requests"]
+        return counts
+
     async def reset(self) -> JSON:
         return await self._call("POST", "/reset")

@@ -127,6 +127,15 @@ class WebhookConfig(_Frozen):
     require_https: bool = False  # GIFQ requires HTTPS; the sandbox allows http for local receivers
 
 
+class ExtensionsConfig(_Frozen):
+    """What the sandbox can do beyond GIFQ's documentation; all off by default. A receiver
+    meant for the real GIFQ must not depend on any of it."""
+
+    # Webhook bodies also carry id, subject, recipient_id, recipient_email,
+    # previous_status, payout_type, order_status, occurred_at and sequence.
+    webhook_extra_fields: bool = False
+
+
 class ServerConfig(_Frozen):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     graceful_shutdown_seconds: Annotated[int, Field(ge=0)] = 2
@@ -141,6 +150,7 @@ class SandboxConfig(_Frozen):
     lifecycle: LifecycleConfig = LifecycleConfig()
     webhooks: WebhookConfig = WebhookConfig()
     faults: FaultConfig = FaultConfig()
+    extensions: ExtensionsConfig = ExtensionsConfig()
     server: ServerConfig = ServerConfig()
 
     @model_validator(mode="after")

@@ -244,6 +244,13 @@ async def webhook_sink_contents(runtime: RuntimeDep, order_id: str | None = None
     return {"received": received}
 
 
+@router.get("/requests")
+async def requests(runtime: RuntimeDep) -> dict[str, Any]:
+    """GIFQ API requests served since the start or the last reset, by ``METHOD /route``
+    (e.g. ``GET /api/payout-orders/{order_id}``); ``429`` counts rate-limited ones."""
+    return {"requests": dict(runtime.requests)}
+
+
 @router.post("/reset")
 async def reset(runtime: RuntimeDep) -> dict[str, Any]:
     runtime.reset()

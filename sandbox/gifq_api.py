@@ -25,7 +25,10 @@ async def current_account(
     request: Request, runtime: RuntimeDep, token: TokenHeader = None
 ) -> Account:
     client_ip = request.client.host if request.client else "unknown"
-    return runtime.admit(token=token, client_ip=client_ip)
+    account = runtime.admit(token=token, client_ip=client_ip)
+    route = request.scope.get("route")
+    runtime.requests[f"{request.method} {getattr(route, 'path', request.url.path)}"] += 1
+    return account
 
 
 AccountDep = Annotated[Account, Depends(current_account)]

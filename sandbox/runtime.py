@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -74,6 +74,9 @@ class SandboxRuntime:
             settings=config.webhooks, faults=self.faults, transport=webhook_transport
         )
         self.stopping = asyncio.Event()
+        # API requests by "METHOD /route template" (and "429" for rate-limited ones), so a
+        # test can count what a client asked GIFQ for (``GET /sandbox/requests``).
+        self.requests: Counter[str] = Counter()
         self.sink: deque[dict[str, Any]] = deque(maxlen=MAX_SINK_ENTRIES)
         self._ticker: asyncio.Task[None] | None = None
 
@@ -122,11 +125,14 @@ class SandboxRuntime:
             if change.callback_url is None:
                 continue
             account = self.state.accounts[change.account_id]
+            event_id = str(uuid4())
+            extra = self.config.extensions.webhook_extra_fields
             self.webhooks.enqueue(
                 OutgoingEvent(
                     url=change.callback_url,
                     secret=account.webhook_secret,
-                    payload=payload_for(change, event_id=str(uuid4())),
+                    payload=payload_for(change, event_id=event_id, extra_fields=extra),
+                    event_id=event_id,
                 )
             )
 
@@ -136,6 +142,7 @@ class SandboxRuntime:
         """Rate-limit (per token, else per IP), then authenticate."""
         retry_after = self.limiter.check(f"token:{token}" if token else f"ip:{client_ip}")
         if retry_after is not None:
+            self.requests["429"] += 1
             raise RateLimitedError(RATE_LIMIT_MESSAGE, retry_after)
         if not token:
             raise AuthenticationError("Missing X-Api-Token header")
@@ -256,5 +263,6 @@ class SandboxRuntime:
         self.faults.configure(self.config.faults)
         self.lifecycle = self.config.lifecycle
         self.limiter.clear()
+        self.requests.clear()
         self.webhooks.clear_log()
         self.sink.clear()

@@ -35,22 +35,33 @@ MAX_LOGGED_ATTEMPTS: Final = 2000  # the delivery log is a ring buffer; old atte
 USER_AGENT: Final = "gifq-sandbox-webhooks/1"
 
 
-def payload_for(change: StatusChange, *, event_id: str) -> dict[str, Any]:
-    """The webhook body. ``recipient_id`` is null on an order-level terminal event."""
-    return {
-        "id": event_id,
+def payload_for(
+    change: StatusChange, *, event_id: str, extra_fields: bool = False
+) -> dict[str, Any]:
+    """The webhook body: exactly GIFQ's documented ``event``, ``payout_order_uuid`` and
+    ``status``. With the seed's ``extensions.webhook_extra_fields`` (not GIFQ's; for
+    receivers that want to look closer) also ``id``, ``subject``, ``recipient_id``,
+    ``recipient_email``, ``previous_status``, ``payout_type``, ``order_status``,
+    ``occurred_at`` and ``sequence``."""
+    payload: dict[str, Any] = {
         "event": TERMINAL_STATE if change.terminal else STATUS_CHANGED,
-        "subject": "order" if change.recipient_id is None else "recipient",
         "payout_order_uuid": str(change.order_id),
-        "recipient_id": str(change.recipient_id) if change.recipient_id else None,
-        "recipient_email": change.recipient_email,
         "status": change.status,
-        "previous_status": change.previous_status,
-        "payout_type": change.payout_type.value if change.payout_type else None,
-        "order_status": change.order_status.value,
-        "occurred_at": timestamp(change.occurred_at),
-        "sequence": change.sequence,
     }
+    if extra_fields:
+        payload = {
+            "id": event_id,
+            **payload,
+            "subject": "order" if change.recipient_id is None else "recipient",
+            "recipient_id": str(change.recipient_id) if change.recipient_id else None,
+            "recipient_email": change.recipient_email,
+            "previous_status": change.previous_status,
+            "payout_type": change.payout_type.value if change.payout_type else None,
+            "order_status": change.order_status.value,
+            "occurred_at": timestamp(change.occurred_at),
+            "sequence": change.sequence,
+        }
+    return payload
 
 
 @dataclass(frozen=True)
@@ -58,10 +69,7 @@ class OutgoingEvent:
     url: str
     secret: str
     payload: dict[str, Any]
-
-    @property
-    def event_id(self) -> str:
-        return str(self.payload["id"])
+    event_id: str  # the sandbox's own id of the event (its delivery log), the same on retries
 
     @property
     def name(self) -> str:

@@ -1,15 +1,19 @@
-"""Rewards: a user's rewards, redeeming redeem_now rewards, the admin's list."""
+"""Rewards: a user's rewards, redeeming redeem_now rewards, the admin's list and reports."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import Response, StreamingResponse
 
 from api.deps import Admin, Reader, RuntimeDep, SessionDep, Writer
 from api.errors import error_responses
+from rewards.services import reports
 from rewards.services import rewards as reward_service
 from rewards.services.keys import Scope
+from rewards.services.reports import RewardFilter
 from rewards.services.reward_reasons import for_non_admins
 from rewards.services.rewards import (
     MAX_REWARD_ID,
@@ -47,20 +51,95 @@ async def redeem(
     return {"user_id": user_id, "rewards": redeemed}
 
 
-@router.get("/v1/rewards", responses=error_responses(401, 403, 422))
+def _wants_csv(request: Request, format: str | None) -> bool:
+    if format is not None:
+        return format == "csv"
+    return "text/csv" in request.headers.get("accept", "").lower()
+
+
+FormatParam = Annotated[
+    Literal["json", "csv"] | None,
+    Query(description="json or csv; default from the Accept header (text/csv for CSV)"),
+]
+
+
+@router.get(
+    "/v1/rewards",
+    responses={
+        **error_responses(401, 403, 422),
+        200: {"content": {"text/csv": {"schema": {"type": "string"}}}},
+    },
+)
 async def list_rewards(
+    request: Request,
     principal: Admin,
     session: SessionDep,
+    rt: RuntimeDep,
     status: Annotated[
         str | None,
         Query(
             description="only rewards in this status", json_schema_extra={"enum": list(STATUSES)}
         ),
     ] = None,
-) -> dict[str, Any]:
-    """The program's rewards, newest first (at most 500)."""
-    rows = await reward_service.rewards_by_status(session, principal.program_id, status)
-    return {"rewards": await reward_views(session, rows)}
+    user_id: Annotated[str | None, Query(max_length=128, description="only this user's")] = None,
+    campaign_id: Annotated[
+        str | None, Query(max_length=36, description="only this GIFQ campaign's")
+    ] = None,
+    since: Annotated[
+        datetime | None, Query(alias="from", description="created at or after (ISO 8601)")
+    ] = None,
+    until: Annotated[
+        datetime | None, Query(alias="to", description="created before (ISO 8601)")
+    ] = None,
+    limit: Annotated[int | None, Query(description="page size, 1 to 500 (default 50)")] = None,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
+    format: FormatParam = None,
+) -> Any:
+    """The program's rewards, newest first, a page at a time (``next_cursor``), with
+    each reward's per-card payouts. With ``Accept: text/csv`` (or ``format=csv``) the
+    whole filtered list streams as CSV instead, oldest first, one line per gift card
+    (brand, amount, currency, FX fee, GIFQ order and request ids); a reward with no
+    card yet has one line with the card columns empty."""
+    filters = RewardFilter(
+        status=status, user_id=user_id, campaign_id=campaign_id, since=since, until=until
+    )
+    if _wants_csv(request, format):
+        return StreamingResponse(
+            reports.rewards_csv(rt, principal.program_id, filters),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="rewards.csv"'},
+        )
+    return await reports.rewards_page(
+        session, principal.program_id, filters, limit=limit, cursor=cursor
+    )
+
+
+@router.get(
+    "/v1/reports/rewards-by-user",
+    responses={
+        **error_responses(401, 403, 422),
+        200: {"content": {"text/csv": {"schema": {"type": "string"}}}},
+    },
+)
+async def rewards_by_user(
+    request: Request,
+    principal: Admin,
+    rt: RuntimeDep,
+    year: Annotated[int, Query(ge=2000, le=9998, description="the calendar year")],
+    format: FormatParam = None,
+) -> Any:
+    """Per person, the rewards paid in ``year`` (in the program's timezone; rewards GIFQ
+    accepted and did not fail): the count, the face value per currency, and the value
+    converted to the wallet currency at the FX rate GIFQ applied, with GIFQ's FX fees
+    apart. Money is decimal text. JSON, or CSV with ``Accept: text/csv``."""
+    report = await reports.rewards_by_user(rt, principal.program_id, year)
+    if _wants_csv(request, format):
+        return Response(
+            "".join(reports.rewards_by_user_csv(report)),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="rewards-{year}.csv"'},
+        )
+    return report
 
 
 @router.get("/v1/rewards/budget", responses=error_responses(401, 403, 422))

@@ -10,13 +10,21 @@ ledger entry. Money is kept as exact decimal text with its currency.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKeyConstraint, Index, Integer, String, Text, text
+from sqlalchemy import (
+    BigInteger,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy import UniqueConstraint as Unique
 from sqlalchemy.orm import Mapped, mapped_column
 
-from rewards.db.models import Base, BigId, Json, Timestamp
+from rewards.db.models import Base, BigId, Timestamp
 
 __all__ = ["Base", "BudgetSpend", "GifqPayout", "GifqWebhookEvent", "Reward", "RewardBacklog"]
 
@@ -71,9 +79,13 @@ class Reward(Base):
     gifq_order_id: Mapped[str | None] = mapped_column(String(64))
     recipient_id: Mapped[str | None] = mapped_column(String(64))
     recipient_status: Mapped[str | None] = mapped_column(String(30))
-    # The last webhook ``sequence`` applied, so an older event never overwrites a newer one.
-    recipient_sequence: Mapped[int | None] = mapped_column(Integer)
     fx_fee_amount: Mapped[str | None] = mapped_column(String(40))
+    # What GIFQ charges in the order's wallet currency for the face value (its FX rate
+    # applied, fee excluded), as ``GET /api/payout-orders/:id`` reports the recipient.
+    wallet_amount: Mapped[str | None] = mapped_column(String(40))
+    wallet_currency: Mapped[str | None] = mapped_column(String(3))
+    # GIFQ's request id (``X-Request-Id``) of the response that created the order.
+    gifq_request_id: Mapped[str | None] = mapped_column(String(100))
     # The hybrid recipient's pick (gift_cards | crypto) and what they redeemed so far.
     recipient_payout_type: Mapped[str | None] = mapped_column(String(20))
     redeemed_amount: Mapped[str | None] = mapped_column(String(40))
@@ -149,21 +161,32 @@ class GifqPayout(Base):
 
 
 class GifqWebhookEvent(Base):
-    """The inbox of GIFQ webhooks: one row per event, unique by the body's ``id`` (the same
-    on every retry) and by ``X-Gifq-Delivery`` (fresh per attempt, so a replayed request).
-    Stored and committed before the 2xx; applied after, then ``processed_at`` is set."""
+    """The inbox of GIFQ webhooks: one row per delivery, keyed by ``X-Gifq-Delivery`` (a
+    fresh UUID per attempt, so a replayed request is a duplicate), or by a hash of the
+    signature and body when GIFQ sent no delivery id. Stored and committed before the
+    2xx. A webhook is only a signal: its order is fetched (``GET /api/payout-orders/:id``)
+    and ``processed_at`` is set once a fetch that began after it has been applied.
+
+    ``outcome``: ``applied``, ``unmatched`` (no reward of ours has that order),
+    ``unparseable`` (signed, but not the documented body), ``error`` (GIFQ refused the
+    fetch). ``body`` keeps the raw bytes (up to 64 KiB) so nothing in it (a NUL byte,
+    invalid UTF-8) can fail the insert."""
 
     __tablename__ = "gifq_webhook_events"
     __table_args__ = (
         ForeignKeyConstraint(["program_id"], ["programs.id"], ondelete="CASCADE"),
         Index("ux_gifq_webhook_events_delivery", "program_id", "delivery_id", unique=True),
         Index("ix_gifq_webhook_events_unprocessed", "processed_at"),
+        Index("ix_gifq_webhook_events_order", "program_id", "order_id"),
     )
 
     program_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(80), primary_key=True)
     delivery_id: Mapped[str | None] = mapped_column(String(64))
     event: Mapped[str] = mapped_column(String(60))
-    payload: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    order_id: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str | None] = mapped_column(String(30))
+    body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    outcome: Mapped[str | None] = mapped_column(String(20))
     received_at: Mapped[datetime] = mapped_column(Timestamp())
     processed_at: Mapped[datetime | None] = mapped_column(Timestamp())

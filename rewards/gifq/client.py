@@ -84,7 +84,9 @@ class GifqClient:
 
     ``timeout`` applies to each attempt. ``transport`` replaces the network (tests pass
     ``httpx.MockTransport``). ``sleep`` and ``rng`` are injectable so tests can record the
-    waits instead of spending them. One instance may be shared by concurrent tasks.
+    waits instead of spending them. ``rate_limit`` is awaited before every attempt (the
+    shared per-token limiter, ``rewards.gifq.limiter``). One instance may be shared by
+    concurrent tasks.
     """
 
     def __init__(
@@ -99,6 +101,7 @@ class GifqClient:
         max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
+        rate_limit: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1; got {max_attempts}")
@@ -120,6 +123,7 @@ class GifqClient:
         self._max_retry_after = max_retry_after
         self._sleep = sleep
         self._rng = rng if rng is not None else random.Random()
+        self._rate_limit = rate_limit
 
     async def __aenter__(self) -> Self:
         return self
@@ -163,6 +167,8 @@ class GifqClient:
             resend_ok=retry_create,
         )
         data = decode_json(response)
+        if isinstance(data, dict) and "request_id" not in data:
+            data["request_id"] = response.headers.get("x-request-id")
         try:
             return PayoutOrder.model_validate(data)
         except ValidationError as exc:
@@ -172,7 +178,8 @@ class GifqClient:
         order_id = bare_order_id(data)
         if order_id is None:
             raise malformed(response, "a payout order", problem) from problem
-        return await self.get_payout_order(order_id)
+        order = await self.get_payout_order(order_id)
+        return order.model_copy(update={"request_id": response.headers.get("x-request-id")})
 
     async def get_payout_order(self, order_id: UUID | str) -> PayoutOrder:
         """``GET /api/payout-orders/:id``: the order, its recipients, totals and FX fee."""
@@ -310,6 +317,8 @@ class GifqClient:
         what = f"{method} {path}"
         for attempt in range(1, self._max_attempts + 1):
             last = attempt == self._max_attempts
+            if self._rate_limit is not None:
+                await self._rate_limit()
             try:
                 response = await self._http.request(
                     method, path, params=params, content=content, headers=headers

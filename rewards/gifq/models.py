@@ -206,6 +206,9 @@ class PayoutOrder(_Received):
     created_at: datetime | None = None
     updated_at: datetime | None = None
     dispatched_at: datetime | None = None
+    # GIFQ's request id of the response that created the order (its ``X-Request-Id``,
+    # or the body's ``request_id``): what GIFQ's support asks for.
+    request_id: str | None = None
 
 
 class PayoutRecipientRef(_Received):

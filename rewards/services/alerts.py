@@ -32,29 +32,35 @@ async def raise_alert(
     *,
     kind: str,
     program_id: str,
-    reward: dict[str, Any],
+    reward: dict[str, Any] | None,
     settings: dict[str, Any],
     now: datetime,
     transport: httpx.AsyncBaseTransport | None = None,
+    details: dict[str, Any] | None = None,
 ) -> None:
     """Tell the program's admins about ``reward`` (``kind``: ``reward.on_hold`` or
-    ``reward.needs_review``). Never raises."""
-    log.warning(
-        "%s: program %s reward %s (%s %s for %s): %s",
-        kind,
-        program_id,
-        reward["id"],
-        reward["amount"],
-        reward["currency"],
-        reward["user_id"],
-        reward.get("status_reason"),
-    )
+    ``reward.needs_review``), or about something else (``details``; e.g.
+    ``gifq.webhook_unparseable``). Never raises."""
+    if reward is None:
+        log.warning("%s: program %s: %s", kind, program_id, details)
+    else:
+        log.warning(
+            "%s: program %s reward %s (%s %s for %s): %s",
+            kind,
+            program_id,
+            reward["id"],
+            reward["amount"],
+            reward["currency"],
+            reward["user_id"],
+            reward.get("status_reason"),
+        )
     ALERTS.labels(kind).inc()
     url = settings.get("alert_webhook_url")
     if not url:
         return
     body = orjson.dumps(
         {"type": kind, "program_id": program_id, "reward": reward, "raised_at": now}
+        | ({"details": details} if details else {})
     )
     headers = {"Content-Type": "application/json"}
     if secret := settings.get("alert_webhook_secret"):

@@ -39,6 +39,7 @@ from rewards.gifq import (
     PayoutOrderRequest,
     PayoutRecipientRequest,
 )
+from rewards.gifq.limiter import DEFAULT_RESERVE, GifqRateLimiter, Lane, RateLimit, limiter_key
 from rewards.runtime import Runtime
 from rewards.services.alerts import raise_alert
 from rewards.services.balances import add_to_held, lock_people
@@ -77,8 +78,19 @@ class GifqSettings:
             callback_url=settings.get("gifq_callback_url") or callback_url,
         )
 
-    def client(self) -> GifqClient:
-        return GifqClient(base_url=self.base_url, api_token=self.api_token)
+    def client(self, rt: Runtime | None = None, *, lane: Lane = Lane.READ) -> GifqClient:
+        """A client whose every request first takes a slot of the token's shared rate
+        limiter (with ``rt``); ``Lane.CREATE`` for order creation, which reads never starve."""
+        limiter = None if rt is None else rate_limiter(rt, self.api_token, lane)
+        return GifqClient(base_url=self.base_url, api_token=self.api_token, rate_limit=limiter)
+
+
+def rate_limiter(rt: Runtime, api_token: str, lane: Lane = Lane.READ) -> GifqRateLimiter:
+    """The shared GIFQ rate limiter of ``api_token`` (``REWARDS_GIFQ_REQUESTS_PER_SECOND``)."""
+    limit = max(1, rt.settings.gifq_requests_per_second)
+    rate = RateLimit(limit=limit, reserve=min(DEFAULT_RESERVE, limit - 1))
+    key = limiter_key(rt.settings.redis_prefix, api_token)
+    return GifqRateLimiter(rt.redis, key=key, rate=rate, lane=lane)
 
 
 def callback_for(reward_id: int, callback_url: str | None) -> str | None:
@@ -138,7 +150,7 @@ async def fulfil(rt: Runtime, reward_id: int) -> str:
     if parked is not None or gifq is None:
         await _alert(was, view, settings, program_id=program_id, now=now)
         return parked or view["status"]
-    async with gifq.client() as client:
+    async with gifq.client(rt, lane=Lane.CREATE) as client:
         try:
             order = None
             if may_exist:
@@ -227,6 +239,10 @@ async def accept(rt: Runtime, reward_id: int, order: PayoutOrder) -> str:
         reward.recipient_id = recipient.id if recipient else None
         reward.recipient_status = str(recipient.status) if recipient else None
         reward.fx_fee_amount = str(order.fx_fee_amount)
+        reward.wallet_currency = order.wallet_currency[:3]
+        if recipient is not None and recipient.wallet_amount is not None:
+            reward.wallet_amount = str(recipient.wallet_amount)
+        reward.gifq_request_id = (order.request_id or "")[:100] or None
         reward.status, reward.status_reason, reward.updated_at = "submitted", None, now
         if reward.recipient_status in TERMINAL:
             reward.status = reward.recipient_status

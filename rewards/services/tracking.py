@@ -1,13 +1,23 @@
 """Tracking a sent reward to its end: GIFQ's webhooks, reconciliation, points given back.
 
-* **Webhooks** land in an inbox. ``receive_webhook`` checks ``X-Gifq-Signature`` over the
-  raw body, stores the event (unique by the body's ``id``, the same on every retry, and
-  by ``X-Gifq-Delivery``, so a replayed request is a duplicate too) and commits; the
-  2xx follows. ``process_webhook`` applies it after the response, and the sweeper
-  applies any an interrupted process left (``process_pending_webhooks``). A failure of
-  ours before the commit answers 5xx, so GIFQ sends it again.
-* **Recipient statuses only move forward** (``moves_forward``): a stale, reordered or
-  duplicated webhook, or a reconciliation racing one, never goes back.
+* **A webhook is a signal**, as GIFQ documents it ("webhooks are best-effort; for anything
+  financial, cross-check with ``GET /api/payout-orders/:id``"). ``receive_webhook``
+  checks ``X-Gifq-Signature`` over the raw body, reads only the documented fields
+  (``event``, ``payout_order_uuid``, ``status``; anything else is ignored) and stores the
+  delivery in an inbox, unique by ``X-Gifq-Delivery``, then commits; the 2xx follows.
+  A signed webhook for an order we don't know is stored as ``unmatched``; a signed body
+  that is not the documented shape as ``unparseable``, with an admin alert. Both still
+  get a 2xx: GIFQ does not retry a 4xx, and a retry would not change them.
+* **Fetch, coalesced** (``refresh_order``): after the response, the order is read back
+  (``GET /api/payout-orders/:id``, and ``GET /api/payouts`` once a card may have been
+  taken) and the reward moves forward from what GIFQ reports, in one transaction:
+  status, redeemed amount and per-card payouts together. Per order, one process at a
+  time fetches (a Redis lock); webhooks arriving meanwhile only mark the order dirty, so
+  a burst of them costs a fetch per ``REFETCH_INTERVAL`` at most. Inbox rows
+  are marked processed by a fetch that began after they were stored; the sweeper
+  (``process_pending_webhooks``) fetches for any a stopped process left.
+* **Recipient statuses only move forward** (``moves_forward``): a stale fetch, or a
+  reconciliation racing one, never goes back.
 * **Reconciliation** (``reconcile``) reads ``GET /api/payout-orders/:id`` for every
   submitted reward, the source of truth when a webhook is lost, and once more when a
   reward finishes; for gift cards it also keeps the ``GET /api/payouts`` rows (brand,
@@ -16,26 +26,33 @@
   expired with nothing redeemed is found at the final read. Each gives the points back
   (a ``refund`` entry, once) when the threshold's ``release_points_on`` names it.
 
+Every GIFQ call goes through the token's shared rate limiter (``rewards.gifq.limiter``)
+in the read lane, which leaves order creation its reserve.
+
 Lock order, as everywhere: the user's balance row, then the reward row.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
+import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from itertools import groupby
-from typing import Any
+from typing import Any, Final
 
 import orjson
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rewards.db.dialect import insert_for
 from rewards.db.models import Program
 from rewards.db.reward_models import GifqPayout, GifqWebhookEvent, Reward
-from rewards.errors import InvalidInput, Unauthenticated
+from rewards.errors import Unauthenticated
 from rewards.gifq import (
     GifqClient,
     GifqError,
@@ -46,6 +63,7 @@ from rewards.gifq import (
 )
 from rewards.gifq.webhooks import SIGNATURE_HEADER
 from rewards.runtime import Runtime
+from rewards.services.alerts import raise_alert
 from rewards.services.balances import lock_people
 from rewards.services.fulfilment import GifqSettings
 from rewards.services.rewards import FINISHED, RECIPIENT_ORDER, TERMINAL, TRACKED
@@ -56,38 +74,30 @@ log = logging.getLogger("rewards.tracking")
 # Recipient statuses after which a gift card may have been delivered (payouts to read).
 MAY_HAVE_PAYOUTS = frozenset({"partially_redeemed", "redeemed", "expired"})
 PENDING_WEBHOOKS_BATCH = 500
+DELIVERY_HEADER: Final = "x-gifq-delivery"
+MAX_STORED_BODY: Final = 64 * 1024  # bytes of a webhook body kept in the inbox
+# Coalescing: one fetcher per order at a time, holding this lock (renewed per fetch);
+# webhooks arriving meanwhile set the order's dirty flag and cause one more fetch, no
+# sooner than REFETCH_INTERVAL after the last.
+FETCH_LOCK_SECONDS: Final = 60
+REFETCH_INTERVAL: Final = 0.5
+MARK_BATCH: Final = 1000
 
 
-def moves_forward(
-    current: str | None,
-    new: str,
-    *,
-    current_sequence: int | None = None,
-    sequence: int | None = None,
-) -> bool:
+def moves_forward(current: str | None, new: str) -> bool:
     """Whether recipient status ``new`` may replace ``current``: never out of a terminal
-    status, never backwards; the same status again only with a newer ``sequence``."""
+    status, never backwards, never sideways."""
     if new not in RECIPIENT_ORDER or current in TERMINAL:
         return False
     if current is None or current not in RECIPIENT_ORDER:
         return True
-    rank, now_rank = RECIPIENT_ORDER.index(new), RECIPIENT_ORDER.index(current)
-    if rank != now_rank:
-        return rank > now_rank
-    return sequence is not None and (current_sequence is None or sequence > current_sequence)
+    return RECIPIENT_ORDER.index(new) > RECIPIENT_ORDER.index(current)
 
 
-def _advance(reward: Reward, status: str, *, sequence: int | None, now: datetime) -> bool:
-    if not moves_forward(
-        reward.recipient_status,
-        status,
-        current_sequence=reward.recipient_sequence,
-        sequence=sequence,
-    ):
+def _advance(reward: Reward, status: str, *, now: datetime) -> bool:
+    if not moves_forward(reward.recipient_status, status):
         return False
     reward.recipient_status = status
-    if sequence is not None:
-        reward.recipient_sequence = max(sequence, reward.recipient_sequence or 0)
     reward.updated_at = now
     if reward.status == "submitted" and status in TERMINAL:
         reward.status = status
@@ -111,18 +121,72 @@ async def _fail(session: AsyncSession, reward: Reward, reason: str, *, now: date
         await release(await session.connection(), reward, now=now, debited=True)
 
 
-# ---- webhooks -----------------------------------------------------------------------------
+# ---- webhooks: receive -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Signal:
+    """A stored webhook: the answer to give GIFQ, and what to do after it (``follow_up``):
+    the order to fetch, or the alert to raise."""
+
+    answer: dict[str, Any]
+    order_id: str | None = None
+    alert: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    event: str
+    order_id: str | None
+    status: str | None
+
+
+def _clean(value: str, length: int) -> str:
+    """Text safe for any column: no NUL (PostgreSQL refuses it), at most ``length``."""
+    return value.replace("\x00", "")[:length]
+
+
+def _parse(body: bytes) -> _Parsed | None:
+    """The documented fields, or None when the body is not the documented shape."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(payload, dict):
+        return None
+    event, order_id, status = (
+        payload.get("event"),
+        payload.get("payout_order_uuid"),
+        payload.get("status"),
+    )
+    if not isinstance(event, str) or not isinstance(order_id, str) or not isinstance(status, str):
+        return None
+    if not order_id or len(order_id) > 64 or not order_id.isprintable():
+        return None  # no order of anyone's: not the documented body
+    return _Parsed(event=_clean(event, 60), order_id=order_id, status=_clean(status, 30))
+
+
+def _delivery_key(body: bytes, headers: dict[str, str]) -> tuple[str, str | None]:
+    """The inbox key: ``X-Gifq-Delivery`` when usable, else a hash of signature and body
+    (a request replayed byte for byte is then still one delivery)."""
+    delivery = headers.get(DELIVERY_HEADER, "")
+    if delivery and len(delivery) <= 64 and delivery.isascii() and delivery.isprintable():
+        return delivery, delivery
+    digest = hashlib.sha256(headers.get(SIGNATURE_HEADER.lower(), "").encode() + b"\n" + body)
+    return "sha256:" + digest.hexdigest()[:64], None
 
 
 async def receive_webhook(
     rt: Runtime, program_id: str, body: bytes, headers: dict[str, str]
-) -> tuple[dict[str, Any], str | None]:
-    """Verify and store a GIFQ webhook. Returns the answer and the id of the event to
-    process after the response (``None``: nothing new)."""
+) -> Signal:
+    """Verify and store a GIFQ webhook; the order to fetch once the 2xx is sent."""
     now = rt.clock()
+    if not program_id or len(program_id) > 64 or not program_id.isprintable():
+        raise Unauthenticated("the webhook signature does not verify", code="bad_signature")
     async with rt.sessions() as session, session.begin():
         program = await session.get(Program, program_id)
-        secret = (program.settings or {}).get("gifq_webhook_secret") if program else None
+        settings = (program.settings if program else None) or {}
+        secret = settings.get("gifq_webhook_secret")
         if not secret or not verify_signature(
             secret=secret,
             body=body,
@@ -130,110 +194,176 @@ async def receive_webhook(
             now=now.timestamp(),
         ):
             raise Unauthenticated("the webhook signature does not verify", code="bad_signature")
-        payload = _webhook_payload(body)
+        parsed = _parse(body)
+        matched = parsed is not None and (
+            await session.scalar(
+                select(Reward.id).where(
+                    Reward.program_id == program_id, Reward.gifq_order_id == parsed.order_id
+                )
+            )
+            is not None
+        )
+        outcome = "unparseable" if parsed is None else (None if matched else "unmatched")
+        event_id, delivery_id = _delivery_key(body, headers)
+        header_event = _clean(headers.get("x-gifq-event", ""), 60)
         inserted = await session.scalar(
             insert_for(session)(GifqWebhookEvent)
             .values(
                 program_id=program_id,
-                event_id=payload["id"],
-                delivery_id=headers.get("x-gifq-delivery", "")[:64] or None,
-                event=str(payload.get("event", ""))[:60],
-                payload=payload,
+                event_id=event_id,
+                delivery_id=delivery_id,
+                event=parsed.event if parsed else header_event,
+                order_id=parsed.order_id if parsed else None,
+                status=parsed.status if parsed else None,
+                body=body[:MAX_STORED_BODY],
+                outcome=outcome,
                 received_at=now,
+                processed_at=None if outcome is None else now,
             )
-            # Either uniqueness: the event's id, or the delivery id of a replayed request.
             .on_conflict_do_nothing()
             .returning(GifqWebhookEvent.event_id)
         )
     if inserted is None:
-        return {"status": "duplicate"}, None
-    return {"status": "accepted"}, payload["id"]
+        return Signal({"status": "duplicate"})
+    if parsed is None:
+        alert = {
+            "kind": "gifq.webhook_unparseable",
+            "program_id": program_id,
+            "reward": None,
+            "details": {"delivery": event_id, "bytes": len(body), "event": header_event},
+            "settings": settings,
+            "now": now,
+        }
+        return Signal({"status": "unparseable"}, alert=alert)
+    if not matched:
+        log.info("program %s: a GIFQ webhook for an order not ours: %s", program_id, parsed)
+        return Signal({"status": "unmatched"})
+    return Signal({"status": "accepted"}, order_id=parsed.order_id)
 
 
-def _webhook_payload(body: bytes) -> dict[str, Any]:
+async def follow_up(rt: Runtime, program_id: str, signal: Signal) -> None:
+    """After the 2xx: fetch the order the webhook signals, or alert the admins."""
+    if signal.alert is not None:
+        await raise_alert(**signal.alert)
+    if signal.order_id is not None:
+        await refresh_order(rt, program_id, signal.order_id)
+
+
+# ---- webhooks: fetch, coalesced -------------------------------------------------------------
+
+
+def _fetch_keys(rt: Runtime, program_id: str, order_id: str) -> tuple[str, str]:
+    """The Redis keys coalescing fetches of one order: its lock and its dirty flag."""
+    base = rt.key("gifq", "order", program_id, order_id)
+    return f"{base}:lock", f"{base}:dirty"
+
+
+_RELEASE: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+async def refresh_order(rt: Runtime, program_id: str, order_id: str) -> int:
+    """Fetch the order from GIFQ and apply it, coalesced with every other signal for it.
+    Returns how many fetches this call made (0: another task was on it). Never raises."""
+    lock, dirty = _fetch_keys(rt, program_id, order_id)
+    fetches = 0
     try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput("the webhook body is not JSON", code="invalid_webhook") from exc
-    if not isinstance(payload, dict) or not isinstance(payload.get("id"), str):
-        raise InvalidInput("the webhook has no event id", code="invalid_webhook")
-    if len(payload["id"]) > 64:
-        raise InvalidInput("the webhook's event id is too long", code="invalid_webhook")
-    return payload
+        await rt.redis.set(dirty, 1, ex=FETCH_LOCK_SECONDS)
+        owner = uuid.uuid4().hex
+        while True:
+            if not await rt.redis.set(lock, owner, nx=True, ex=FETCH_LOCK_SECONDS):
+                return fetches  # the fetcher holding the lock will see the dirty flag
+            try:
+                while await rt.redis.getdel(dirty) is not None:
+                    if fetches:
+                        await asyncio.sleep(REFETCH_INTERVAL)
+                    await rt.redis.expire(lock, FETCH_LOCK_SECONDS)
+                    fetches += 1
+                    await _fetch_and_apply(rt, program_id, order_id)
+            finally:
+                await rt.redis.eval(_RELEASE, 1, lock, owner)  # type: ignore[misc]
+            if not await rt.redis.exists(dirty):
+                return fetches
+            # a signal came between our last look and the release: take the lock again
+    except Exception:  # a background task: log it; the sweeper fetches what is left
+        log.exception("program %s: fetching GIFQ order %s failed", program_id, order_id)
+        return fetches
 
 
-async def process_webhook(rt: Runtime, program_id: str, event_id: str) -> str:
-    """Apply one stored webhook, once: ``applied``, ``stale``, ``ignored`` or ``done``."""
-    now = rt.clock()
-    try:
-        async with rt.sessions() as session, session.begin():
-            inbox = await session.get(GifqWebhookEvent, (program_id, event_id))
-            if inbox is None or inbox.processed_at is not None:
-                return "done"
-            outcome = await _apply_webhook(session, program_id, inbox.payload or {}, now=now)
-            # Claimed after the reward's lock: of two concurrent runs, the second finds it
-            # processed here and rolls back what it did.
-            inbox = await session.get(
-                GifqWebhookEvent,
-                (program_id, event_id),
-                with_for_update=True,
-                populate_existing=True,
+async def _fetch_and_apply(rt: Runtime, program_id: str, order_id: str) -> None:
+    async with rt.sessions() as session:
+        found = (
+            await session.execute(
+                select(Reward.id, Reward.payout_type).where(
+                    Reward.program_id == program_id, Reward.gifq_order_id == order_id
+                )
             )
-            if inbox is None or inbox.processed_at is not None:
-                raise _AlreadyProcessed
-            inbox.processed_at = now
-            return outcome
-    except _AlreadyProcessed:
-        return "done"
+        ).first()
+        waiting = list(
+            await session.scalars(
+                select(GifqWebhookEvent.event_id)
+                .where(
+                    GifqWebhookEvent.program_id == program_id,
+                    GifqWebhookEvent.order_id == order_id,
+                    GifqWebhookEvent.processed_at.is_(None),
+                )
+                .limit(MARK_BATCH)
+            )
+        )
+        program = await session.get(Program, program_id)
+        gifq = GifqSettings.of(program.settings if program else None)
+    if found is None or gifq is None:
+        await _mark(rt, program_id, waiting, "unmatched")
+        return
+    reward_id, payout_type = found
+    async with gifq.client(rt) as client:
+        try:
+            order, payouts = await _read_back(client, order_id, payout_type)
+        except GifqTransientError as exc:
+            log.warning("order %s: GIFQ unreachable, fetched later: %s", order_id, exc)
+            return  # the rows stay unprocessed: the sweeper fetches again
+        except GifqError as exc:
+            log.warning("order %s: GIFQ refused the read: %s", order_id, exc)
+            await _mark(rt, program_id, waiting, "error")
+            return
+    await _apply_order(rt, reward_id, order, payouts)
+    await _mark(rt, program_id, waiting, "applied")
 
 
-class _AlreadyProcessed(Exception):
-    """Another run applied this webhook first."""
+async def _mark(rt: Runtime, program_id: str, event_ids: list[str], outcome: str) -> None:
+    if not event_ids:
+        return
+    async with rt.sessions() as session, session.begin():
+        await session.execute(
+            update(GifqWebhookEvent)
+            .where(
+                GifqWebhookEvent.program_id == program_id,
+                GifqWebhookEvent.event_id.in_(event_ids),
+                GifqWebhookEvent.processed_at.is_(None),
+            )
+            .values(processed_at=rt.clock(), outcome=outcome)
+        )
 
 
 async def process_pending_webhooks(rt: Runtime) -> int:
-    """Apply stored webhooks left unprocessed (the process stopped after the 2xx)."""
+    """Fetch the orders of stored webhooks left unprocessed (the process stopped after
+    the 2xx, or GIFQ was unreachable). Returns how many orders were fetched."""
     async with rt.sessions() as session:
         rows = list(
             await session.execute(
-                select(GifqWebhookEvent.program_id, GifqWebhookEvent.event_id)
+                select(GifqWebhookEvent.program_id, GifqWebhookEvent.order_id)
                 .where(GifqWebhookEvent.processed_at.is_(None))
-                .order_by(GifqWebhookEvent.received_at)
+                .group_by(GifqWebhookEvent.program_id, GifqWebhookEvent.order_id)
                 .limit(PENDING_WEBHOOKS_BATCH)
             )
         )
-    for program_id, event_id in rows:
-        await process_webhook(rt, program_id, event_id)
-    return len(rows)
-
-
-async def _apply_webhook(
-    session: AsyncSession, program_id: str, payload: dict[str, Any], *, now: datetime
-) -> str:
-    reward_id = await session.scalar(
-        select(Reward.id).where(
-            Reward.program_id == program_id,
-            Reward.gifq_order_id == str(payload.get("payout_order_uuid")),
-        )
-    )
-    if reward_id is None:
-        return "ignored"  # not an order of ours, or not recorded yet: reconciliation has it
-    reward = await _lock_reward(session, reward_id)
-    status = payload.get("status")
-    if payload.get("subject") == "order":
-        if status == "failed" and reward.status == "submitted":
-            await _fail(session, reward, "GIFQ failed the order", now=now)
-            return "applied"
-        return "ignored"
-    if reward.recipient_id is not None and payload.get("recipient_id") != reward.recipient_id:
-        return "ignored"
-    if isinstance(payout_type := payload.get("payout_type"), str):
-        reward.recipient_payout_type = payout_type[:20]
-    sequence = payload.get("sequence")
-    moved = isinstance(status, str) and _advance(
-        reward, status, sequence=sequence if isinstance(sequence, int) else None, now=now
-    )
-    return "applied" if moved else "stale"
+    fetched = 0
+    for program_id, order_id in rows:
+        if order_id is not None:
+            fetched += min(1, await refresh_order(rt, program_id, order_id))
+    return fetched
 
 
 # ---- reconciliation -----------------------------------------------------------------------
@@ -270,7 +400,7 @@ async def reconcile(rt: Runtime, *, program_id: str | None = None) -> int:
         gifq = GifqSettings.of(settings.get(program))
         if gifq is None:
             continue
-        async with gifq.client() as client:
+        async with gifq.client(rt) as client:
             for reward_id, _, order_id, payout_type in rewards:
                 try:
                     order, payouts = await _read_back(client, str(order_id), payout_type)
@@ -311,11 +441,14 @@ async def _apply_order(
             await _fail(session, reward, order.failure_reason or "GIFQ failed the order", now=now)
         elif recipient is not None:
             reward.fx_fee_amount = str(order.fx_fee_amount)
+            reward.wallet_currency = order.wallet_currency[:3]
+            if recipient.wallet_amount is not None:
+                reward.wallet_amount = str(recipient.wallet_amount)
             if recipient.payout_type is not None:
                 reward.recipient_payout_type = str(recipient.payout_type)
             if recipient.redeemed_amount is not None:
                 reward.redeemed_amount = str(recipient.redeemed_amount)
-            _advance(reward, str(recipient.status), sequence=None, now=now)
+            _advance(reward, str(recipient.status), now=now)
         await _keep_payouts(session, reward, payouts, now=now)
         if reward.status in FINISHED:
             await _settle(session, reward, payouts, now=now)

@@ -17,6 +17,7 @@ import re
 import signal
 import sys
 import time
+import uuid
 import zlib
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -46,6 +47,7 @@ DUPLICATE_SHARE = 0.2  # of the unique events, sent once more: a third raced, th
 BATCH_SHARE = 0.4  # of the postings, batches of 5 to 60 events rather than single events
 CLIENTS = 12  # concurrent HTTP clients posting events
 FORGED = 30  # forged webhooks, each naming an untouched recipient as redeemed
+REPLAYED = 10  # per pass: signed, stale webhooks, each sent twice with one delivery id
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -329,6 +331,14 @@ def forged_headers(kind: str, secret: str, body: bytes) -> dict[str, str]:
     return headers  # "unsigned": no signature at all
 
 
+def documented(order_id: str | None, status: str) -> bytes:
+    """A webhook body exactly as GIFQ documents it."""
+    event = (
+        "payout.terminal_state" if status in ("redeemed", "expired") else "payout.status_changed"
+    )
+    return json.dumps({"event": event, "payout_order_uuid": order_id, "status": status}).encode()
+
+
 async def forge(url: str, secret: str, rewards: list[Reward], sent: dict[int, int]) -> None:
     """Claim that untouched recipients redeemed, without GIFQ's signature; keep the answers."""
     targets = [
@@ -338,22 +348,40 @@ async def forge(url: str, secret: str, rewards: list[Reward], sent: dict[int, in
     ][: FORGED - len(sent)]
     async with httpx.AsyncClient(timeout=30) as http:
         for reward in targets:
-            body = json.dumps(
-                {
-                    "id": f"forged-{reward.id}",
-                    "event": "payout.terminal_state",
-                    "subject": "recipient",
-                    "payout_order_uuid": reward.gifq_order_id,
-                    "recipient_id": reward.recipient_id,
-                    "status": "redeemed",
-                    "sequence": 99,
-                }
-            ).encode()
+            body = documented(reward.gifq_order_id, "redeemed")
             kind = FORGERIES[len(sent) % len(FORGERIES)]
-            response = await http.post(
-                url, content=body, headers=forged_headers(kind, secret, body)
-            )
+            headers = {
+                **forged_headers(kind, secret, body),
+                "X-Gifq-Delivery": f"forged-{reward.id}",
+            }
+            response = await http.post(url, content=body, headers=headers)
             sent[reward.id] = response.status_code
+
+
+async def replay(url: str, secret: str, rewards: list[Reward], answers: Counter[str]) -> None:
+    """Correctly signed, documented webhooks that are late and repeated: a stale ``sent``
+    for recipients who acted, each delivered twice with one ``X-Gifq-Delivery``. They may
+    only cause a fetch; the status comes from GIFQ."""
+    targets = [
+        r
+        for r in rewards
+        if r.gifq_order_id and intent(r.user_id, r.level) != "none" and r.id % 7 == 0
+    ][:REPLAYED]
+    scheme = HmacSha256TimestampScheme()
+    async with httpx.AsyncClient(timeout=30) as http:
+        for reward in targets:
+            body, delivery = documented(reward.gifq_order_id, "sent"), f"replay-{uuid.uuid4()}"
+            for _ in range(2):
+                headers = {
+                    "Content-Type": "application/json",
+                    "X-Gifq-Event": "payout.status_changed",
+                    "X-Gifq-Delivery": delivery,
+                    "X-Gifq-Signature": scheme.sign(
+                        secret=secret, body=body, timestamp=int(time.time())
+                    ),
+                }
+                response = await http.post(url, content=body, headers=headers)
+                answers[f"{response.status_code} {response.json().get('status')}"] += 1
 
 
 # ---- the run's bookkeeping -----------------------------------------------------------------------------
@@ -370,6 +398,7 @@ class Chaos:
     applied: Counter[str] = field(default_factory=Counter, repr=False)
     engine_errors: list[str] = field(default_factory=list)
     forged: dict[int, int] = field(default_factory=dict, repr=False)
+    replayed: Counter[str] = field(default_factory=Counter)
     rounds: int = 0
     timings: dict[str, float] = field(default_factory=dict)
 

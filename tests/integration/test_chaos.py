@@ -52,6 +52,7 @@ from tests.integration.chaos import (
     intent,
     make_load,
     post_all,
+    replay,
     reward_marker,
     rewards_of,
     rules,
@@ -66,6 +67,9 @@ SEED = 20261122
 SETTLE_ROUNDS = 15
 SWEEP_EVERY = 2.0  # seconds, during the run
 WALLET = Decimal("100000.00")
+# GIFQ's 10 requests/s per token would make hundreds of orders take minutes: the sandbox's
+# limit is raised, and our shared GIFQ limiter follows it (in this process and the workers).
+RATE_LIMIT = 5000
 
 FAULTS: dict[str, Any] = {
     "seed": SEED,
@@ -105,8 +109,7 @@ async def engine_url(runtime: Runtime) -> AsyncIterator[str]:
 async def sandbox() -> AsyncIterator[SandboxHandle]:
     config = default_config().with_overrides(
         {
-            # GIFQ's 10 requests/s per token would make hundreds of orders take minutes.
-            "rate_limit": {"requests_per_second": 5000},
+            "rate_limit": {"requests_per_second": RATE_LIMIT},
             "webhooks": {"initial_backoff_seconds": 0.1, "max_backoff_seconds": 1.0},
         }
     )
@@ -115,7 +118,11 @@ async def sandbox() -> AsyncIterator[SandboxHandle]:
 
 
 @pytest.fixture
-async def workers(settings: Settings, tmp_path: Path) -> AsyncIterator[WorkerProcesses]:
+async def workers(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[WorkerProcesses]:
+    monkeypatch.setattr(settings, "gifq_requests_per_second", RATE_LIMIT)
+    monkeypatch.setenv("REWARDS_GIFQ_REQUESTS_PER_SECOND", str(RATE_LIMIT))
     processes = WorkerProcesses(settings, tmp_path / "worker.log")
     try:
         yield processes
@@ -223,6 +230,7 @@ async def test_chaos(
             rewards = await rewards_of(runtime, program.id)
             await recipients.play(rewards)
             await forge(webhook_url, sandbox.webhook_secret, rewards, chaos.forged)
+            await replay(webhook_url, sandbox.webhook_secret, rewards, chaos.replayed)
             if time.monotonic() - last_sweep > SWEEP_EVERY:
                 await rewards_sweep(ctx)
                 last_sweep = time.monotonic()
@@ -354,6 +362,10 @@ async def test_chaos(
     assert len(chaos.forged) == FORGED, chaos.forged
     assert set(chaos.forged.values()) == {401}, chaos.forged
     assert forged_stored == 0
+    # Signed but stale and repeated webhooks were taken (2xx), deduplicated by delivery
+    # id, and changed nothing GIFQ did not report (checked above).
+    assert chaos.replayed["200 duplicate"] > 0, chaos.replayed
+    assert {answer.split()[0] for answer in chaos.replayed} == {"200"}, chaos.replayed
     # The sandbox's badly signed deliveries were refused too; no delivery met a 5xx.
     deliveries = await sandbox.control.webhook_deliveries()
     assert [d for d in deliveries if (d["status_code"] or 0) >= 500] == [], summary

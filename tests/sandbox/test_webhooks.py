@@ -66,7 +66,7 @@ async def dispatcher(
         await hooks.aclose()
 
 
-def event(sequence: int = 1, status: str = "sent") -> OutgoingEvent:
+def event(sequence: int = 1, status: str = "sent", *, extra: bool = True) -> OutgoingEvent:
     change = StatusChange(
         account_id="acct",
         order_id=uuid4(),
@@ -81,10 +81,19 @@ def event(sequence: int = 1, status: str = "sent") -> OutgoingEvent:
         occurred_at=NOW,
         sequence=sequence,
     )
-    return OutgoingEvent(url=URL, secret=SECRET, payload=payload_for(change, event_id=str(uuid4())))
+    event_id = str(uuid4())
+    payload = payload_for(change, event_id=event_id, extra_fields=extra)
+    return OutgoingEvent(url=URL, secret=SECRET, payload=payload, event_id=event_id)
 
 
-def test_payload_fields() -> None:
+def test_the_default_body_is_exactly_the_documented_one() -> None:
+    payload = event(status="redeemed", extra=False).payload
+    assert set(payload) == {"event", "payout_order_uuid", "status"}
+    assert (payload["event"], payload["status"]) == ("payout.terminal_state", "redeemed")
+    assert event(status="sent", extra=False).payload["event"] == "payout.status_changed"
+
+
+def test_payload_fields_with_the_extension() -> None:
     payload = event(sequence=3, status="redeemed").payload
     assert payload["event"] == "payout.terminal_state"
     assert payload["status"] == "redeemed"
