@@ -20,6 +20,7 @@ from api.routes import (
     ops,
     programs,
     rewards,
+    sources,
     streaks,
     users,
     webhooks,
@@ -104,6 +105,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         streaks,
         rewards,
         webhooks,
+        sources,
     ):
         app.include_router(module.router)
     app.add_middleware(RequestContext)

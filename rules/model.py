@@ -53,6 +53,7 @@ from rules.fields import (
     TimezoneName,
     check_places,
 )
+from rules.sources import Sources
 from rules.tenure import DEFAULT_TENURE_BANDS, TenureBand, tenure_band
 
 Period = Literal["day", "week", "month"]
@@ -333,6 +334,7 @@ class RuleSet(Frozen):
     streaks: tuple[Streak, ...] = ()
     thresholds: tuple[Threshold, ...] = ()
     budgets: Budgets | None = None
+    sources: Sources | None = None  # how Slack, xAPI and CRM payloads become events
 
     _by_event: dict[str, tuple[Rule, ...]] = PrivateAttr(default_factory=dict)
     _event_types: frozenset[str] = PrivateAttr(default=frozenset())

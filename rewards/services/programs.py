@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -90,6 +91,10 @@ class ProgramSettingsIn(BaseModel):
     # Where GIFQ posts webhooks: this engine's ``/v1/webhooks/gifq/<program id>`` URL.
     gifq_callback_url: str | None = Field(default=None, pattern=r"^https?://", max_length=500)
     slack_signing_secret: str | None = Field(default=None, min_length=8, max_length=500)
+    # Per CRM mapping (``sources.crm.<name>`` in the rule set): the webhook's HMAC secret.
+    crm_webhook_secrets: dict[str, Annotated[str, Field(min_length=8, max_length=500)]] | None = (
+        Field(default=None, max_length=100)
+    )
     employee_token_secret: str | None = Field(default=None, min_length=32, max_length=2000)
     # Where admin alerts go (a reward on hold or needing review), and the secret signing them.
     alert_webhook_url: str | None = Field(default=None, pattern=r"^https?://", max_length=500)
@@ -101,6 +106,7 @@ SECRET_SETTINGS = frozenset(
         "gifq_api_token",
         "gifq_webhook_secret",
         "slack_signing_secret",
+        "crm_webhook_secrets",
         "employee_token_secret",
         "alert_webhook_secret",
     }
