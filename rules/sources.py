@@ -308,7 +308,7 @@ class CrmMapping(_Frozen):
     id: Expression
     event: EventType | None = None
     type: Expression | None = None
-    user: Expression
+    user: Expression | None = None  # needed unless every record is ignored or retracted
     user_match: UserMatch = "email"
     time: Expression | None = None
     attributes: Annotated[dict[AttributeName, Expression], MaxLen(MAX_ITEMS)] = {}

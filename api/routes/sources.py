@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
 from api.deps import RuntimeDep, Writer, bearer_token
@@ -84,7 +85,7 @@ async def post_statements(
     results = await xapi.receive(rt, principal.program_id, statements)
     ids = [statement.id for statement in statements]
     content: Any = {"statement_ids": ids, "results": results} if explain else ids
-    return JSONResponse(content, headers=XAPI_HEADERS)
+    return JSONResponse(jsonable_encoder(content), headers=XAPI_HEADERS)
 
 
 @router.put("/xapi/statements", status_code=204, responses=error_responses(400, 401, 403, 413))

@@ -161,6 +161,8 @@ def _plan(
     event_type = mapping.event or _text(
         _search(mapping.type, record, "type") if mapping.type else None, "type", 200
     )
+    if mapping.user is None:
+        raise RecordInvalid("the mapping has no 'user' expression")
     user = _text(_search(mapping.user, record, "user"), "user", 320)
     occurred = _time(_search(mapping.time, record, "time")) if mapping.time else now
     attributes = {
