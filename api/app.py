@@ -16,6 +16,7 @@ from api import errors, openapi
 from api.routes import (
     challenges,
     events,
+    hris,
     leaderboards,
     ops,
     programs,
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         rewards,
         webhooks,
         sources,
+        hris,
     ):
         app.include_router(module.router)
     app.add_middleware(RequestContext)

@@ -15,8 +15,9 @@ from pydantic import BaseModel
 
 from rewards.services.events import EventIn
 from rewards.services.users import BulkUserIn
+from rewards.sources.hris import SyncUserIn
 
-RAW_BODIES: tuple[type[BaseModel], ...] = (EventIn, BulkUserIn)
+RAW_BODIES: tuple[type[BaseModel], ...] = (EventIn, BulkUserIn, SyncUserIn)
 
 
 class EventBatch(BaseModel):

@@ -328,8 +328,19 @@ class CrmMapping(_Frozen):
         return self
 
 
+class HrisSource(_Frozen):
+    """Events the directory itself implies, sent by the worker once per person per year:
+    ``hris.work_anniversary`` (``years``) from ``hire_date``, and, when ``birthdays`` is
+    true, ``hris.birthday`` from the user attribute ``birth_date``. Either is sent only
+    when a rule, streak or challenge of the program uses its event type."""
+
+    anniversaries: Annotated[bool, PlainValidator(lambda v: _strict_bool(v))] = True
+    birthdays: Annotated[bool, PlainValidator(lambda v: _strict_bool(v))] = False
+
+
 class Sources(_Frozen):
     slack: SlackSource | None = None
+    hris: HrisSource | None = None
     xapi: XapiSource | None = None
     crm: Annotated[dict[MappingName, CrmMapping], MaxLen(MAX_ITEMS)] = {}
 
@@ -349,6 +360,7 @@ def _unique_values(values: list[str], field: str, key: str) -> None:
 __all__ = [
     "CrmMapping",
     "Expression",
+    "HrisSource",
     "JmesPath",
     "PointsRange",
     "SlackCommand",

@@ -6,6 +6,8 @@ Jobs:
   directory's opt-outs and names, to the boards (cron, every minute).
 - ``leaderboards_snapshots``: saves the final standings of closed weeks and months
   (cron, every 10 minutes).
+- ``hris_anniversaries``: work anniversaries (and birthdays, if enabled) of the day, in
+  each person's timezone (cron, hourly; the event ids make it once per person per year).
 - ``fulfil_reward``, ``rewards_sweep`` (cron, every minute), ``rewards_reconcile`` (cron,
   every 5 minutes): reward fulfilment through GIFQ (``workers.fulfilment``).
 """
@@ -26,6 +28,7 @@ from rewards.redis_server import arq_settings
 from rewards.runtime import Runtime, open_runtime
 from rewards.services.ledger import expire_due
 from rewards.settings import Settings
+from rewards.sources import hris
 from workers import fulfilment
 
 log = logging.getLogger("rewards.worker")
@@ -60,7 +63,12 @@ async def leaderboards_snapshots(ctx: dict[str, Any]) -> int:
     return await snapshots.snapshot_closed_periods(rt)
 
 
+async def hris_anniversaries(ctx: dict[str, Any]) -> int:
+    return await hris.send_anniversaries(ctx["runtime"])
+
+
 FUNCTIONS: list[Function | WorkerCoroutine] = [
+    hris_anniversaries,
     expire_points,
     leaderboards_sweep,
     leaderboards_snapshots,
@@ -71,6 +79,7 @@ FUNCTIONS: list[Function | WorkerCoroutine] = [
     fulfilment.rewards_reconcile,
 ]
 CRON_JOBS = [
+    cron(hris_anniversaries, minute=17, run_at_startup=True, unique=True),
     cron(expire_points, minute=set(range(0, 60, 10)), run_at_startup=True, unique=True),
     cron(leaderboards_sweep, run_at_startup=True, unique=True),
     cron(leaderboards_snapshots, minute=set(range(5, 60, 10)), run_at_startup=True, unique=True),

@@ -19,6 +19,28 @@ from rewards.sources import crm, slack, xapi
 from rewards.sources.common import MAX_BODY
 
 router = APIRouter(prefix="/v1/sources", tags=["sources"])
+ANY_JSON: dict[str, Any] = {"application/json": {"schema": {}}}
+SLACK_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
+            "application/json": {"schema": {"type": "object"}},
+        },
+    }
+}
+XAPI_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}]
+                }
+            }
+        },
+    }
+}
 
 
 async def _body(request: Request, limit: int = MAX_BODY) -> bytes:
@@ -28,7 +50,9 @@ async def _body(request: Request, limit: int = MAX_BODY) -> bytes:
     return body
 
 
-@router.post("/slack/{program_id}", responses=error_responses(400, 401, 413))
+@router.post(
+    "/slack/{program_id}", openapi_extra=SLACK_BODY, responses=error_responses(400, 401, 413)
+)
 async def slack_request(program_id: str, request: Request, rt: RuntimeDep) -> dict[str, Any]:
     """Slack slash commands (form-encoded) and Events API requests (JSON), signed with the
     program's ``slack_signing_secret``. A slash command is answered with an ephemeral
@@ -71,7 +95,9 @@ def _statements(body: bytes) -> Any:
         raise BadRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from exc
 
 
-@router.post("/xapi/statements", responses=error_responses(400, 401, 403, 413))
+@router.post(
+    "/xapi/statements", openapi_extra=XAPI_BODY, responses=error_responses(400, 401, 403, 413)
+)
 async def post_statements(
     request: Request,
     principal: LrsClient,
@@ -102,7 +128,11 @@ async def put_statement(
     return Response(status_code=204, headers=XAPI_HEADERS)
 
 
-@router.post("/crm/{mapping}", responses=error_responses(400, 401, 403, 404, 413))
+@router.post(
+    "/crm/{mapping}",
+    openapi_extra={"requestBody": {"required": True, "content": ANY_JSON}},
+    responses=error_responses(400, 401, 403, 404, 413),
+)
 async def crm_webhook(
     mapping: str, request: Request, principal: Writer, rt: RuntimeDep
 ) -> dict[str, Any]:

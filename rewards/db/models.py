@@ -24,11 +24,12 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    or_,
     true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -132,6 +133,10 @@ class User(Base):
     # boards; their ledger stays. The next sync that lists them again reactivates them.
     active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     deactivated_at: Mapped[datetime | None] = mapped_column(Timestamp())
+    # Kept off the leaderboards: opted out, or deactivated.
+    off_boards: Mapped[bool] = column_property(
+        or_(leaderboard_opt_out.is_(True), active.is_(False))
+    )
 
 
 class UserBalance(Base):
