@@ -101,7 +101,8 @@ thresholds:
                     "/foo",
                     "extra_forbidden",
                     "unknown key 'foo'; expected one of: version, timezone, points_expire_after, "
-                    "lateness_window, max_future_skew, cohorts, rules, streaks, thresholds, budgets",
+                    "lateness_window, max_future_skew, cohorts, rules, streaks, thresholds, budgets, "
+                    "sources",
                 )
             ],
             id="unknown-key-list",
