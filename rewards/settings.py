@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     # A rule-set change reaches other processes within it; every event records the
     # version that actually judged it.
     program_cache_seconds: float = 1.0
+    # Slack's Web API, asked for a member's email (users.info) when no user has their
+    # slack_id yet and the program has a slack_bot_token. Tests point it at a fake.
+    slack_api_url: str = "https://slack.com/api"
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

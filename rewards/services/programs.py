@@ -91,6 +91,8 @@ class ProgramSettingsIn(BaseModel):
     # Where GIFQ posts webhooks: this engine's ``/v1/webhooks/gifq/<program id>`` URL.
     gifq_callback_url: str | None = Field(default=None, pattern=r"^https?://", max_length=500)
     slack_signing_secret: str | None = Field(default=None, min_length=8, max_length=500)
+    # A Slack bot token with users:read.email: finds people by email when no slack_id matches.
+    slack_bot_token: str | None = Field(default=None, min_length=8, max_length=500)
     # Per CRM mapping (``sources.crm.<name>`` in the rule set): the webhook's HMAC secret.
     crm_webhook_secrets: dict[str, Annotated[str, Field(min_length=8, max_length=500)]] | None = (
         Field(default=None, max_length=100)
@@ -106,6 +108,7 @@ SECRET_SETTINGS = frozenset(
         "gifq_api_token",
         "gifq_webhook_secret",
         "slack_signing_secret",
+        "slack_bot_token",
         "crm_webhook_secrets",
         "employee_token_secret",
         "alert_webhook_secret",

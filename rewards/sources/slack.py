@@ -10,7 +10,8 @@ duplicates: a slash command's events are ``slack:<trigger_id>:<recipient>``; a r
 is ``slack:reaction:<channel>:<message ts>:<reactor>:<emoji>``, which also lets
 ``reaction_removed`` retract exactly the event its ``reaction_added`` made.
 
-Slack member ids map to users through the user's ``slack_id``.
+Slack member ids map to users through the user's ``slack_id``, else through the email
+Slack holds for them (``slack_directory``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from rewards.errors import BadRequest, PayloadTooLarge, Unauthenticated
 from rewards.runtime import Runtime
 from rewards.services.context import ProgramContext, program_context
 from rewards.services.events import EventIn, Result, load_usage
-from rewards.sources import common, people
+from rewards.sources import common, slack_directory
 from rules.sources import SlackCommand, SlackReaction, SlackSource
 
 SOURCE = "slack"
@@ -83,9 +84,10 @@ async def handle(
             code="bad_signature",
         )
     sent_at = common.from_epoch(int(headers["x-slack-request-timestamp"]))
+    bot_token = settings.get("slack_bot_token") if settings else None
     if "json" in headers.get("content-type", ""):
-        return await _events_api(rt, program_id, _json(body))
-    return await _slash_command(rt, program_id, _form(body), sent_at=sent_at)
+        return await _events_api(rt, program_id, _json(body), bot_token=bot_token)
+    return await _slash_command(rt, program_id, _form(body), sent_at=sent_at, bot_token=bot_token)
 
 
 def _json(body: bytes) -> dict[str, Any]:
@@ -151,7 +153,12 @@ def ephemeral(text: str) -> dict[str, Any]:
 
 
 async def _slash_command(
-    rt: Runtime, program_id: str, form: dict[str, str], *, sent_at: datetime
+    rt: Runtime,
+    program_id: str,
+    form: dict[str, str],
+    *,
+    sent_at: datetime,
+    bot_token: str | None,
 ) -> dict[str, Any]:
     name = form.get("command", "")
     giver_slack = form.get("user_id", "")
@@ -175,25 +182,25 @@ async def _slash_command(
         return ephemeral(
             f"A kudos gives from {command.points.min} to {command.points.max} points. {usage}"
         )
-    async with rt.engine.connect() as connection:
-        known = await people.resolve(
-            connection, program_id, match="slack_id", values=[giver_slack, *kudos.recipients]
-        )
+    known = await slack_directory.find(
+        rt, program_id, [giver_slack, *kudos.recipients], bot_token=bot_token
+    )
     giver = known.get(giver_slack)
     if giver is None:
         return ephemeral(
             "I don't know you in this rewards programme yet: ask an admin to add your "
             f"Slack id ({giver_slack}) to your profile."
         )
-    lines: list[str] = []
+    lines: dict[str, str] = {}  # per recipient, in the order they were mentioned
     events: list[tuple[str, EventIn]] = []
     for recipient in kudos.recipients:
         user_id = known.get(recipient)
         if user_id is None:
-            lines.append(
+            lines[recipient] = (
                 f"I don't know <@{recipient}> in this rewards programme, so nothing went to them."
             )
             continue
+        lines[recipient] = ""
         events.append(
             (
                 recipient,
@@ -212,8 +219,8 @@ async def _slash_command(
         )
     results = await common.ingest(rt, program_id, [event for _, event in events])
     for (recipient, event), result in zip(events, results, strict=True):
-        lines.append(await _explain(rt, context, event, result, recipient=recipient))
-    return ephemeral("\n".join(lines))
+        lines[recipient] = await _explain(rt, context, event, result, recipient=recipient)
+    return ephemeral("\n".join(lines.values()))
 
 
 def _kudos_event(
@@ -291,7 +298,9 @@ async def _allowance_left(
 # --- Events API --------------------------------------------------------------------------
 
 
-async def _events_api(rt: Runtime, program_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+async def _events_api(
+    rt: Runtime, program_id: str, payload: dict[str, Any], *, bot_token: str | None
+) -> dict[str, Any]:
     kind = payload.get("type")
     if kind == "url_verification":
         challenge = payload.get("challenge")
@@ -320,7 +329,8 @@ async def _events_api(rt: Runtime, program_id: str, payload: dict[str, Any]) -> 
             return {"ok": True, "ignored": "reaction removed"}
         result = await common.retract(rt, program_id, event_id, reason="Slack reaction removed")
         return {"ok": True, "results": [result]}
-    return {"ok": True, "results": [await _reaction(rt, program_id, reaction, payload, event_id)]}
+    result = await _reaction(rt, program_id, reaction, payload, event_id, bot_token=bot_token)
+    return {"ok": True, "results": [result]}
 
 
 async def _reaction(
@@ -329,13 +339,12 @@ async def _reaction(
     reaction: SlackReaction,
     payload: dict[str, Any],
     event_id: str,
+    *,
+    bot_token: str | None,
 ) -> Result:
     event = payload["event"]
     reactor, author = str(event["user"]), str(event["item_user"])
-    async with rt.engine.connect() as connection:
-        known = await people.resolve(
-            connection, program_id, match="slack_id", values=[reactor, author]
-        )
+    known = await slack_directory.find(rt, program_id, [reactor, author], bot_token=bot_token)
     if author not in known or reactor not in known:
         who = author if author not in known else reactor
         return common.rejection(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -9,8 +10,16 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
+import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
+from api.app import create_app
+from rewards.runtime import Runtime
+from sandbox.server import serving
 from tests.conftest import Clock, ProgramClient, event
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -324,3 +333,64 @@ async def test_a_kudos_and_the_same_json_event_write_identical_ledger_rows(
     assert (await slack.balance("maria")) | {"user_id": None} == (await slack.balance("joe")) | {
         "user_id": None
     }
+
+
+def fake_slack_web_api(emails: dict[str, str], calls: list[str]) -> Starlette:
+    """Slack's ``users.info`` as its documentation shows it, for the members given."""
+
+    async def users_info(request: Request) -> JSONResponse:
+        calls.append(request.query_params.get("user", ""))
+        if request.headers.get("authorization") != "Bearer xoxb-test-token":
+            return JSONResponse({"ok": False, "error": "invalid_auth"})
+        member = request.query_params.get("user", "")
+        if member not in emails:
+            return JSONResponse({"ok": False, "error": "user_not_found"})
+        return JSONResponse(
+            {
+                "ok": True,
+                "user": {
+                    "id": member,
+                    "team_id": "T0001",
+                    "name": "maria",
+                    "deleted": False,
+                    "real_name": "Maria Lopez",
+                    "tz": "Europe/London",
+                    "profile": {"real_name": "Maria Lopez", "email": emails[member]},
+                    "is_bot": False,
+                },
+            }
+        )
+
+    return Starlette(routes=[Route("/api/users.info", users_info)])
+
+
+async def test_people_without_a_slack_id_are_found_by_email(
+    slack: ProgramClient, runtime: Runtime, clock: Clock
+) -> None:
+    await slack.put_user("ines", name="Ines", email="Ines@Example.com")
+    await slack.request(
+        "PUT", "/v1/programs/current/settings", json={"slack_bot_token": "xoxb-test-token"}
+    )
+    calls: list[str] = []
+    async with serving(fake_slack_web_api({"U0INES001": "ines@example.com"}, calls)) as url:
+        settings = runtime.settings.model_copy(update={"slack_api_url": f"{url}/api"})
+        rt = dataclasses.replace(runtime, settings=settings)
+        app = create_app(settings, runtime=rt)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://rewards.test") as http:
+            body = slash("<@U0INES001> <@U0GHOST01> 10 for the docs", trigger="5.5.e")
+            response = await http.post(
+                f"/v1/sources/slack/{slack.id}",
+                content=body,
+                headers={
+                    "Content-Type": "application/x-www-form-urlencoded",
+                    **signed(body, at=clock()),
+                },
+            )
+    assert response.json()["text"].splitlines() == [
+        "You gave <@U0INES001> 10 points for the docs.",
+        "I don't know <@U0GHOST01> in this rewards programme, so nothing went to them.",
+    ]
+    assert sorted(calls) == ["U0GHOST01", "U0INES001"]
+    assert (await slack.request("GET", "/v1/users/ines")).json()["slack_id"] == "U0INES001"
+    assert (await slack.balance("ines"))["balance"] == 10
