@@ -166,7 +166,13 @@ async def sync(
         user_id for user_id, active in existing.items() if active and user_id not in export.listed
     )
     leave_added = 0
-    if not dry_run:
+    if dry_run:
+        for user_id, leave in export.leave:
+            recorded = user_id in existing and await _leave_recorded(
+                session, program_id=program_id, user_id=user_id, leave=leave
+            )
+            leave_added += not recorded
+    else:
         await upsert_users(session, program_id=program_id, rows=export.rows, now=now)
         if reactivated:
             await session.execute(
@@ -181,19 +187,15 @@ async def sync(
                 .values(active=False, deactivated_at=now, updated_at=now)
             )
         for user_id, leave in export.leave:
-            leave_added += (
-                await add_leave(
-                    session,
-                    program_id=program_id,
-                    user_id=user_id,
-                    leave=leave,
-                    author_key_id=author_key_id,
-                    now=now,
-                )
-                is not None
+            added = await add_leave(
+                session,
+                program_id=program_id,
+                user_id=user_id,
+                leave=leave,
+                author_key_id=author_key_id,
+                now=now,
             )
-    else:
-        leave_added = len(export.leave)
+            leave_added += added is not None
     return {
         "dry_run": dry_run,
         "created": created,
@@ -222,9 +224,24 @@ async def add_leave(
     now: datetime,
 ) -> StreakPause | None:
     """The leave as a streak pause; ``None`` when that very leave is recorded already."""
+    if await _leave_recorded(session, program_id=program_id, user_id=user_id, leave=leave):
+        return None
+    return await add_pause(
+        session,
+        program_id=program_id,
+        user_id=user_id,
+        data=leave.pause(),
+        author_key_id=author_key_id,
+        now=now,
+    )
+
+
+async def _leave_recorded(
+    session: AsyncSession, *, program_id: str, user_id: str, leave: LeaveIn
+) -> bool:
     pause = leave.pause()
     found = await session.scalar(
-        select(StreakPause).where(
+        select(StreakPause.id).where(
             StreakPause.program_id == program_id,
             StreakPause.user_id == user_id,
             StreakPause.starts == pause.starts,
@@ -232,16 +249,7 @@ async def add_leave(
             StreakPause.reason == pause.reason,
         )
     )
-    if found is not None:
-        return None
-    return await add_pause(
-        session,
-        program_id=program_id,
-        user_id=user_id,
-        data=pause,
-        author_key_id=author_key_id,
-        now=now,
-    )
+    return found is not None
 
 
 def anniversary_on(hire: date, today: date) -> date | None:

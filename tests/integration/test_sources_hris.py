@@ -116,6 +116,8 @@ async def test_leave_pauses_streaks_once(hr: ProgramClient) -> None:
         ("2026-03-09", "2026-03-20", "leave:parental")
     ]
     assert (await hr.request("GET", "/v1/users/bob/streak-pauses")).json()["pauses"] == []
+    csv = "id,leave_starts,leave_ends,leave_kind\nann,2026-03-09,2026-03-20,parental\nbob,,,\n"
+    assert (await sync(hr, csv, dry_run="true"))["leave_added"] == 0
     # The same leave again, by sync or by the route, is one pause.
     await sync(
         hr,
