@@ -70,3 +70,15 @@ def rejection(event_id: str | None, code: str, message: str, pointer: str | None
 
 def from_epoch(value: float) -> datetime:
     return datetime.fromtimestamp(value, UTC)
+
+
+EARLIEST = datetime(1970, 1, 2, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def in_range(value: datetime) -> bool:
+    """A time the database and the rules can hold (far dates overflow on conversion)."""
+    try:
+        return EARLIEST <= value.astimezone(UTC) <= LATEST
+    except (OverflowError, ValueError):
+        return False

@@ -185,7 +185,7 @@ def _plan(
 def _search(expression: JmesPath, record: Any, what: str) -> Any:
     try:
         return expression.search(record)
-    except jmespath.exceptions.JMESPathError as exc:
+    except (jmespath.exceptions.JMESPathError, TypeError, ValueError, RecursionError) as exc:
         raise RecordInvalid(f"{what}: {exc}") from None
 
 
@@ -222,13 +222,19 @@ def _time(value: Any) -> datetime | None:
         value = int(value)
     if isinstance(value, int | float) and not isinstance(value, bool):
         try:
-            return datetime.fromtimestamp(value / 1000, UTC)
+            moment = datetime.fromtimestamp(value / 1000, UTC)
         except (OverflowError, OSError, ValueError):
             raise RecordInvalid(f"time {value} is not epoch milliseconds") from None
+        if not common.in_range(moment):
+            raise RecordInvalid(f"time {value} lies outside 1970-9000")
+        return moment
     if isinstance(value, str) and len(value) <= 64:
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
             raise RecordInvalid(f"time {value!r} is not an RFC 3339 time") from None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        if not common.in_range(parsed):
+            raise RecordInvalid(f"time {value!r} lies outside 1970-9000")
+        return parsed
     raise RecordInvalid("time must give RFC 3339 text or epoch milliseconds")

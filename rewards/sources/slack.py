@@ -160,6 +160,8 @@ async def _slash_command(
     sent_at: datetime,
     bot_token: str | None,
 ) -> dict[str, Any]:
+    if form.get("ssl_check") == "1":
+        return {}  # Slack checking our certificate: nothing to do
     name = form.get("command", "")
     giver_slack = form.get("user_id", "")
     trigger = form.get("trigger_id", "")

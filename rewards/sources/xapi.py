@@ -192,7 +192,10 @@ def _timestamp(value: Any, at: str) -> datetime | None:
         parsed = datetime.fromisoformat(value.replace("z", "Z"))
     except ValueError:
         raise StatementInvalid(f"{at}: {value!r} is not an ISO 8601 timestamp") from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    parsed = parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    if not common.in_range(parsed):
+        raise StatementInvalid(f"{at}: {value!r} lies outside 1970-9000")
+    return parsed
 
 
 def _result(result: Any, at: str) -> dict[str, Any]:

@@ -289,3 +289,45 @@ async def test_mapping_errors_name_the_line(program: ProgramClient) -> None:
     [detail] = response.json()["error"]["details"]
     assert detail["pointer"] == "/sources/crm/pipedrive/user"
     assert detail["line"] == 10 and detail["code"] == "invalid_expression"
+
+
+WEIRD = [
+    None,
+    17,
+    "text",
+    [],
+    [1, "two", None],
+    {"data": "not a list"},
+    {"data": [{"id": {"nested": 1}, "status": "won", "owner": "ann"}]},
+    {"data": [{"id": 1, "status": ["won"], "owner": "ann"}]},
+    {"data": [{"id": 1, "status": "won", "owner": ["ann"]}]},
+    {"data": [{"id": 1, "status": "won", "owner": "ann", "won_time": "0001-01-01T00:00:00+01:00"}]},
+    {"data": [{"id": 1, "status": "won", "owner": "ann", "won_time": 1e300}]},
+    {"data": [{"id": 1, "status": "won", "owner": "ann", "won_time": True}]},
+    {"data": [{"id": "x" * 500, "status": "won", "owner": "ann"}]},
+    {"data": [{"id": 2, "status": "won" * 100, "owner": "ann"}]},
+    {"data": [{"id": 3, "status": "won", "owner": "ann", "won_time": "2026-03-04T09:00:00Z"}] * 3},
+]
+
+
+@pytest.mark.parametrize("body", WEIRD, ids=range(len(WEIRD)))
+async def test_odd_payloads_never_fail_the_server(
+    program: ProgramClient, clock: Clock, body: object
+) -> None:
+    clock.set(NOW)
+    unsigned = HMAC_RULES.replace(
+        '      verify: {header: X-Signature, algorithm: sha256, encoding: hex, prefix: "sha256=", timestamp_header: X-Timestamp}\n',
+        "",
+    )
+    assert (await program.put_rules(unsigned)).status_code == 200
+    await program.put_user("ann")
+    response = await program.request(
+        "POST",
+        "/v1/sources/crm/pipedrive",
+        content=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code in (200, 400), response.text
+    if response.status_code == 200:
+        statuses = [r["status"] for r in response.json()["results"]]
+        assert set(statuses) <= {"applied", "duplicate", "rejected", "ignored"}

@@ -285,6 +285,8 @@ async def test_malformed_requests_are_400_not_500(slack: ProgramClient, clock: C
     assert array.status_code == 400
     no_user = await post(slack, b"command=%2Fkudos&text=hi", clock=clock)
     assert no_user.status_code == 400
+    ssl_check = await post(slack, b"ssl_check=1&token=gIkuvaNzQIHg97ATvDxqgjtO", clock=clock)
+    assert ssl_check.status_code == 200
     binary = await post(slack, b"\xff\xfe", clock=clock)
     assert binary.status_code == 401  # the SDK verifier works on text: not Slack's
     odd = await post(

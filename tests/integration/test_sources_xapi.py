@@ -232,8 +232,26 @@ async def test_actors_by_sha1_and_unknown_learners(lms: ProgramClient) -> None:
             "object": {"id": "x:y"},
             "result": {"score": {"scaled": 7}},
         },
+        {
+            "actor": {"mbox": "mailto:a@b.c"},
+            "verb": {"id": COMPLETED},
+            "object": {"id": "x:y"},
+            "timestamp": "0001-01-01T00:00:00+01:00",
+        },
+        {
+            "actor": {"mbox": "mailto:a@b.c", "account": {"homePage": "h", "name": "n"}},
+            "verb": {"id": COMPLETED},
+            "object": {"id": "x:y"},
+        },
+        {
+            "actor": {"mbox": "mailto:a@b.c"},
+            "verb": {"id": COMPLETED},
+            "object": {"id": "x:y", "objectType": "StatementRef"},
+        },
         [],
         "a statement",
+        None,
+        17,
     ],
 )
 async def test_a_malformed_statement_rejects_the_batch(lms: ProgramClient, body: Any) -> None:
