@@ -79,7 +79,7 @@ FUNCTIONS: list[Function | WorkerCoroutine] = [
     fulfilment.rewards_reconcile,
 ]
 CRON_JOBS = [
-    cron(hris_anniversaries, minute=17, run_at_startup=True, unique=True),
+    cron(hris_anniversaries, minute=17, unique=True),
     cron(expire_points, minute=set(range(0, 60, 10)), run_at_startup=True, unique=True),
     cron(leaderboards_sweep, run_at_startup=True, unique=True),
     cron(leaderboards_snapshots, minute=set(range(5, 60, 10)), run_at_startup=True, unique=True),

@@ -95,6 +95,12 @@ def _statements(body: bytes) -> Any:
         raise BadRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from exc
 
 
+@router.get("/xapi/about")
+async def xapi_about() -> JSONResponse:
+    """The LRS's ``about`` resource: the xAPI versions this endpoint speaks (no credentials)."""
+    return JSONResponse({"version": [xapi.VERSION]}, headers=XAPI_HEADERS)
+
+
 @router.post(
     "/xapi/statements", openapi_extra=XAPI_BODY, responses=error_responses(400, 401, 403, 413)
 )

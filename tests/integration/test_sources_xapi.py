@@ -302,3 +302,8 @@ async def test_version_header_and_credentials(lms: ProgramClient) -> None:
     )
     assert reader.status_code == 403
     assert (await lms.balance("maria"))["balance"] == 30
+
+
+async def test_the_about_resource(program: ProgramClient) -> None:
+    response = await program.http.get("/v1/sources/xapi/about")
+    assert response.json() == {"version": ["1.0.3"]}
