@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import jmespath.exceptions
 import orjson
+from pydantic import ValidationError
 
 from rewards.errors import BadRequest, NotFound, PayloadTooLarge, Unauthenticated
 from rewards.runtime import Runtime
 from rewards.services.context import program_context
-from rewards.services.events import MAX_BATCH, EventIn, Result
+from rewards.services.events import MAX_BATCH, EventIn, Result, rejected
+from rewards.services.users import validation_details
 from rewards.sources import common, people, signatures
 from rules.sources import CrmMapping, JmesPath
 
@@ -94,92 +97,127 @@ def records(mapping: CrmMapping, body: bytes) -> list[Any]:
     return items
 
 
+@dataclass(frozen=True)
+class Answered:
+    """A record settled without ingestion: ignored, or refused."""
+
+    result: Result
+
+
+@dataclass(frozen=True)
+class Retraction:
+    event_id: str
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """A record to ingest once its person is found."""
+
+    user: str  # as the CRM names them, matched by the mapping's ``user_match``
+    fields: dict[str, Any]  # the event without its ``user_id``
+
+
+Step = Answered | Retraction | NewEvent
+
+
 async def receive(
     rt: Runtime, program_id: str, *, name: str, mapping: CrmMapping, items: list[Any]
 ) -> list[Result]:
+    """One result per record, in order: events ingested together, then retractions."""
     now = rt.clock()
-    planned: list[
-        tuple[str, Any]
-    ] = []  # ("event", (event id, user, fields)) | ("retract", id) | result
-    for index, record in enumerate(items):
-        try:
-            planned.append(_plan(mapping, record, now=now, default_source=name))
-        except RecordInvalid as exc:
-            planned.append(
-                ("result", common.rejection(None, "invalid_record", f"record {index}: {exc}"))
-            )
-    wanted = {fields["user"] for kind, fields in planned if kind == "event"}
+    steps = [
+        _step(mapping, record, index, now=now, default_source=name)
+        for index, record in enumerate(items)
+    ]
+    wanted = {step.user for step in steps if isinstance(step, NewEvent)}
     async with rt.engine.connect() as connection:
         users = await people.resolve(
             connection, program_id, match=mapping.user_match, values=wanted
         )
-    results: list[Result | None] = [None] * len(planned)
+    results: list[Result | None] = [None] * len(steps)
     events: list[tuple[int, EventIn]] = []
-    for index, (kind, value) in enumerate(planned):
-        if kind == "result":
-            results[index] = value
-        elif kind == "event":
-            user_id = users.get(value["user"])
-            if user_id is None:
-                results[index] = common.rejection(
-                    value["id"],
-                    "unknown_user",
-                    f"no user has {mapping.user_match} {value['user']!r}",
-                    pointer="/user",
-                )
-                continue
-            try:
-                event = EventIn.model_validate({**value["event"], "user_id": user_id})
-            except ValueError as exc:
-                results[index] = common.rejection(value["id"], "invalid_event", str(exc))
-                continue
-            events.append((index, event))
-    for (index, _), result in zip(
-        events, await common.ingest(rt, program_id, [event for _, event in events]), strict=True
-    ):
+    for index, step in enumerate(steps):
+        if isinstance(step, Answered):
+            results[index] = step.result
+        elif isinstance(step, NewEvent):
+            found = _event(step, users.get(step.user), mapping)
+            if isinstance(found, EventIn):
+                events.append((index, found))
+            else:
+                results[index] = found
+    ingested = await common.ingest(rt, program_id, [event for _, event in events])
+    for (index, _), result in zip(events, ingested, strict=True):
         results[index] = result
-    for index, (kind, value) in enumerate(planned):
-        if kind == "retract":
+    for index, step in enumerate(steps):
+        if isinstance(step, Retraction):
             results[index] = await common.retract(
-                rt, program_id, value, reason=f"CRM mapping '{name}' retracted it"
+                rt, program_id, step.event_id, reason=f"CRM mapping '{name}' retracted it"
             )
     return [result for result in results if result is not None]
 
 
-def _plan(
-    mapping: CrmMapping, record: Any, *, now: datetime, default_source: str
-) -> tuple[str, Any]:
+def _event(step: NewEvent, user_id: str | None, mapping: CrmMapping) -> EventIn | Result:
+    event_id = step.fields["id"]
+    if user_id is None:
+        return common.rejection(
+            event_id,
+            "unknown_user",
+            f"no user has {mapping.user_match} {step.user!r}",
+            pointer="/user",
+        )
+    try:
+        return EventIn.model_validate({**step.fields, "user_id": user_id})
+    except ValidationError as exc:
+        return rejected(
+            event_id,
+            {
+                "code": "invalid_event",
+                "message": "the mapping gave an event that is not valid",
+                "details": validation_details(exc),
+            },
+        )
+
+
+def _step(
+    mapping: CrmMapping, record: Any, index: int, *, now: datetime, default_source: str
+) -> Step:
+    try:
+        return _plan(mapping, record, now=now, default_source=default_source)
+    except RecordInvalid as exc:
+        return Answered(common.rejection(None, "invalid_record", f"record {index}: {exc}"))
+
+
+def _plan(mapping: CrmMapping, record: Any, *, now: datetime, default_source: str) -> Step:
     if mapping.ignore_when is not None and _truthy(
         _search(mapping.ignore_when, record, "ignore_when")
     ):
-        return "result", {"id": _optional_id(mapping, record), "status": "ignored", "points": 0}
+        return Answered({"id": _optional_id(mapping, record), "status": "ignored", "points": 0})
     event_id = _text(_search(mapping.id, record, "id"), "id", 200)
     if mapping.retract_when is not None and _truthy(
         _search(mapping.retract_when, record, "retract_when")
     ):
-        return "retract", event_id
+        return Retraction(event_id)
     event_type = mapping.event or _text(
         _search(mapping.type, record, "type") if mapping.type else None, "type", 200
     )
     if mapping.user is None:
         raise RecordInvalid("the mapping has no 'user' expression")
     user = _text(_search(mapping.user, record, "user"), "user", 320)
-    occurred = _time(_search(mapping.time, record, "time")) if mapping.time else now
+    occurred = _time(_search(mapping.time, record, "time")) if mapping.time else None
     attributes = {
         name: _search(expression, record, f"attributes.{name}")
         for name, expression in mapping.attributes.items()
     }
-    return "event", {
-        "id": event_id,
-        "user": user,
-        "event": {
+    return NewEvent(
+        user,
+        {
             "id": event_id,
             "type": event_type,
             "occurred_at": occurred or now,
             "source": mapping.source or default_source,
             "attributes": {k: v for k, v in attributes.items() if v is not None},
         },
-    }
+    )
 
 
 def _search(expression: JmesPath, record: Any, what: str) -> Any:
