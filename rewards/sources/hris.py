@@ -66,6 +66,8 @@ class LeaveIn(BaseModel):
             raise ValueError(f"ends ({self.ends}) is before starts ({self.starts})")
         if (self.ends - self.starts).days >= MAX_PAUSE_DAYS:
             raise ValueError(f"a leave record covers at most {MAX_PAUSE_DAYS} days")
+        if self.starts.year < 1970 or self.ends.year > 9000:
+            raise ValueError("leave dates must lie between 1970 and 9000")
         return self
 
     def pause(self) -> PauseIn:

@@ -146,6 +146,10 @@ async def test_leave_pauses_streaks_once(hr: ProgramClient) -> None:
         "POST", "/v1/users/bob/leave", json={"starts": "2026-04-05", "ends": "2026-04-01"}
     )
     assert backwards.status_code == 422
+    ancient = await hr.request(
+        "POST", "/v1/users/bob/leave", json={"starts": "0001-01-01", "ends": "0001-01-02"}
+    )
+    assert ancient.status_code == 422
     nobody = await hr.request(
         "POST", "/v1/users/zed/leave", json={"starts": "2026-04-01", "ends": "2026-04-02"}
     )
