@@ -28,7 +28,7 @@ from rewards.redis_server import arq_settings
 from rewards.runtime import Runtime, open_runtime
 from rewards.services.ledger import expire_due
 from rewards.settings import Settings
-from rewards.sources import hris
+from rewards.sources import anniversaries
 from workers import fulfilment
 
 log = logging.getLogger("rewards.worker")
@@ -64,7 +64,7 @@ async def leaderboards_snapshots(ctx: dict[str, Any]) -> int:
 
 
 async def hris_anniversaries(ctx: dict[str, Any]) -> int:
-    return await hris.send_anniversaries(ctx["runtime"])
+    return await anniversaries.send_anniversaries(ctx["runtime"])
 
 
 FUNCTIONS: list[Function | WorkerCoroutine] = [

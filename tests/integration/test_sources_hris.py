@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 
 from rewards.runtime import Runtime
-from rewards.sources.hris import anniversary_on, send_anniversaries
+from rewards.sources.anniversaries import anniversary_on, send_anniversaries
 from tests.conftest import Clock, ProgramClient, event
 
 RULES = """\
