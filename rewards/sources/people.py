@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
-from sqlalchemy import func, select
+from sqlalchemy import String, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from rewards.db.models import User
@@ -30,7 +30,8 @@ async def resolve(
     keys = [value.lower() for value in wanted] if match == "email" else wanted
     if column is None:
         name = match.removeprefix("attribute:")
-        column = User.attributes[name].as_string()
+        # As text on both backends: SQLite's json_extract keeps a number a number.
+        column = cast(User.attributes[name].as_string(), String)
     rows = await connection.execute(
         select(column, User.id).where(User.program_id == program_id, column.in_(keys))
     )

@@ -65,7 +65,8 @@ async def hubspot(program: ProgramClient, clock: Clock) -> ProgramClient:
     )
     assert response.status_code == 200, response.text
     assert response.json()["crm_webhook_secrets_set"] is True
-    await program.put_user("maria", name="Maria", attributes={"hubspot_owner_id": "48213367"})
+    # A number in the directory matches HubSpot's text id.
+    await program.put_user("maria", name="Maria", attributes={"hubspot_owner_id": 48213367})
     return program
 
 
