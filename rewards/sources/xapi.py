@@ -27,7 +27,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from rewards.errors import BadRequest, PayloadTooLarge
+from sqlalchemy import select
+
+from rewards.db.models import Event
+from rewards.errors import BadRequest, Conflict, PayloadTooLarge
 from rewards.runtime import Runtime
 from rewards.services.context import program_context
 from rewards.services.events import MAX_BATCH, EventIn, Result
@@ -267,6 +270,7 @@ async def receive(rt: Runtime, program_id: str, statements: list[Statement]) -> 
                 ),
             )
         )
+    await _check_conflicts(rt, program_id, [event for _, event in events], statements)
     applied = await common.ingest(rt, program_id, [event for _, event in events])
     for (index, _), result in zip(events, applied, strict=True):
         results[index] = result
@@ -280,6 +284,41 @@ async def receive(rt: Runtime, program_id: str, statements: list[Statement]) -> 
             "voiding_statement": statement.id,
         }
     return [result for result in results if result is not None]
+
+
+async def _check_conflicts(
+    rt: Runtime, program_id: str, events: list[EventIn], statements: list[Statement]
+) -> None:
+    """An id we have already stored must come back with the same content (409 otherwise,
+    as the xAPI spec asks of an LRS); a statement without a timestamp is compared
+    without the time."""
+    if not events:
+        return
+    timed = {f"xapi:{s.id}" for s in statements if s.timestamp is not None}
+    async with rt.engine.connect() as connection:
+        stored = {
+            row.id: row
+            for row in await connection.execute(
+                select(
+                    Event.id, Event.type, Event.user_id, Event.attributes, Event.occurred_at
+                ).where(Event.program_id == program_id, Event.id.in_([e.id for e in events]))
+            )
+        }
+    for event in events:
+        row = stored.get(event.id)
+        if row is None:
+            continue
+        same = (row.type, row.user_id, row.attributes) == (
+            event.type,
+            event.user_id,
+            event.attributes,
+        ) and (event.id not in timed or row.occurred_at == event.occurred_at)
+        if not same:
+            raise Conflict(
+                f"statement {event.id.removeprefix('xapi:')} was received before "
+                "with different content",
+                code="statement_conflict",
+            )
 
 
 def _ignored(event_id: str, why: str) -> Result:

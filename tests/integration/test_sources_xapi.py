@@ -143,6 +143,11 @@ async def test_a_resent_statement_is_a_duplicate(lms: ProgramClient) -> None:
     again = await send(lms, statement(S1), params={"explain": "true"})
     assert again.json()["results"][0]["status"] == "duplicate"
     assert (await lms.balance("maria"))["balance"] == 30
+    changed = statement(S1, result={"completion": True})
+    conflict = await send(lms, [statement(S2), changed])
+    assert conflict.status_code == 409, conflict.text
+    assert conflict.json()["error"]["code"] == "statement_conflict"
+    assert (await lms.balance("maria"))["balance"] == 30  # the batch applied nothing
 
 
 async def test_put_with_statement_id(lms: ProgramClient) -> None:
