@@ -188,6 +188,9 @@ class SlackCommand(_Frozen):
     event: EventType
     points: PointsRange = PointsRange()
     max_recipients: Annotated[int, PlainValidator(lambda v: _bounded(v, 1, 20))] = 5
+    # Post the kudos in the channel when every recipient got it (else only the giver
+    # sees the answer, with the reasons).
+    announce: Annotated[bool, PlainValidator(lambda v: _strict_bool(v))] = False
 
 
 def _bounded(value: Any, low: int, high: int) -> int:

@@ -222,7 +222,18 @@ async def _slash_command(
     results = await common.ingest(rt, program_id, [event for _, event in events])
     for (recipient, event), result in zip(events, results, strict=True):
         lines[recipient] = await _explain(rt, context, event, result, recipient=recipient)
+    everyone = len(results) == len(kudos.recipients)
+    if command.announce and everyone and all(r["status"] == "applied" for r in results):
+        return _announcement(giver_slack, kudos.recipients, points, kudos.reason)
     return ephemeral("\n".join(lines.values()))
+
+
+def _announcement(
+    giver: str, recipients: tuple[str, ...], points: int, reason: str
+) -> dict[str, Any]:
+    people = ", ".join(f"<@{recipient}>" for recipient in recipients)
+    text = f"<@{giver}> gave {people} {points} points" + (f" for {reason}" if reason else "")
+    return {"response_type": "in_channel", "text": text + "."}
 
 
 def _kudos_event(

@@ -396,3 +396,24 @@ async def test_people_without_a_slack_id_are_found_by_email(
     assert sorted(calls) == ["U0GHOST01", "U0INES001"]
     assert (await slack.request("GET", "/v1/users/ines")).json()["slack_id"] == "U0INES001"
     assert (await slack.balance("ines"))["balance"] == 10
+
+
+async def test_an_announced_kudos_is_posted_in_the_channel(
+    slack: ProgramClient, clock: Clock
+) -> None:
+    rules = RULES.replace(
+        "        points: {default: 10, min: 1, max: 50}\n",
+        "        points: {default: 10, min: 1, max: 50}\n        announce: true\n",
+    )
+    assert (await slack.put_rules(rules)).status_code == 200
+    both = await post(
+        slack, slash("<@U0MARIA01> <@U0JOE0001> 3 for the demo", trigger="7.7.a"), clock=clock
+    )
+    assert both.json() == {
+        "response_type": "in_channel",
+        "text": "<@U0GIVER01> gave <@U0MARIA01>, <@U0JOE0001> 3 points for the demo.",
+    }
+    # Not everyone got it: only the giver hears, with the reason.
+    partly = await post(slack, slash("<@U0MARIA01> <@U0GIVER01> 3", trigger="7.7.b"), clock=clock)
+    assert partly.json()["response_type"] == "ephemeral"
+    assert partly.json()["text"].splitlines()[1] == "You can't give kudos to yourself."
