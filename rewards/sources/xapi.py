@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from rewards.db.models import Event
 from rewards.errors import BadRequest, Conflict, PayloadTooLarge
@@ -230,6 +231,7 @@ async def receive(rt: Runtime, program_id: str, statements: list[Statement]) -> 
         context = await program_context(rt, connection, program_id)
         config = context.rules.sources.xapi if context.rules and context.rules.sources else None
         users = await _users(connection, program_id, statements, config)
+        stored = await _stored(connection, program_id, statements)
     results: list[Result | None] = [None] * len(statements)
     events: list[tuple[int, EventIn]] = []
     voids: list[tuple[int, Statement]] = []
@@ -270,7 +272,7 @@ async def receive(rt: Runtime, program_id: str, statements: list[Statement]) -> 
                 ),
             )
         )
-    await _check_conflicts(rt, program_id, [event for _, event in events], statements)
+    _check_conflicts(stored, [event for _, event in events], statements)
     applied = await common.ingest(rt, program_id, [event for _, event in events])
     for (index, _), result in zip(events, applied, strict=True):
         results[index] = result
@@ -286,24 +288,26 @@ async def receive(rt: Runtime, program_id: str, statements: list[Statement]) -> 
     return [result for result in results if result is not None]
 
 
-async def _check_conflicts(
-    rt: Runtime, program_id: str, events: list[EventIn], statements: list[Statement]
+async def _stored(
+    connection: AsyncConnection, program_id: str, statements: list[Statement]
+) -> dict[str, Any]:
+    """The events already stored for these statements, to compare resent ones with."""
+    rows = await connection.execute(
+        select(Event.id, Event.type, Event.user_id, Event.attributes, Event.occurred_at).where(
+            Event.program_id == program_id,
+            Event.id.in_([f"xapi:{statement.id}" for statement in statements]),
+        )
+    )
+    return {row.id: row for row in rows}
+
+
+def _check_conflicts(
+    stored: dict[str, Any], events: list[EventIn], statements: list[Statement]
 ) -> None:
     """An id we have already stored must come back with the same content (409 otherwise,
     as the xAPI spec asks of an LRS); a statement without a timestamp is compared
     without the time."""
-    if not events:
-        return
     timed = {f"xapi:{s.id}" for s in statements if s.timestamp is not None}
-    async with rt.engine.connect() as connection:
-        stored = {
-            row.id: row
-            for row in await connection.execute(
-                select(
-                    Event.id, Event.type, Event.user_id, Event.attributes, Event.occurred_at
-                ).where(Event.program_id == program_id, Event.id.in_([e.id for e in events]))
-            )
-        }
     for event in events:
         row = stored.get(event.id)
         if row is None:
@@ -326,7 +330,10 @@ def _ignored(event_id: str, why: str) -> Result:
 
 
 async def _users(
-    connection: Any, program_id: str, statements: list[Statement], config: XapiSource | None
+    connection: AsyncConnection,
+    program_id: str,
+    statements: list[Statement],
+    config: XapiSource | None,
 ) -> dict[tuple[str, str], str]:
     by_kind: dict[str, set[str]] = {}
     for statement in statements:
