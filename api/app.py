@@ -17,10 +17,12 @@ from api.gate import Gate, check_parameters
 from api.routes import (
     challenges,
     events,
+    hris,
     leaderboards,
     ops,
     programs,
     rewards,
+    sources,
     streaks,
     users,
     webhooks,
@@ -106,6 +108,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         streaks,
         rewards,
         webhooks,
+        sources,
+        hris,
     ):
         app.include_router(module.router)
     app.add_middleware(Gate)  # credentials, rates and body limits, before any body is read

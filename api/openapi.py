@@ -18,8 +18,9 @@ from api.errors import HTTP_CODES, ErrorBody
 from api.limits import Credential, describe, policy_for
 from rewards.services.events import EventIn
 from rewards.services.users import BulkUserIn
+from rewards.sources.hris import SyncUserIn
 
-RAW_BODIES: tuple[type[BaseModel], ...] = (EventIn, BulkUserIn)
+RAW_BODIES: tuple[type[BaseModel], ...] = (EventIn, BulkUserIn, SyncUserIn)
 
 
 class EventBatch(BaseModel):

@@ -43,6 +43,10 @@ def decide(
         return reject(
             RejectCode.unknown_user, f"unknown user '{event.user_id}'", pointer="/user_id"
         )
+    if not user.active:
+        return reject(
+            RejectCode.inactive_user, f"user '{event.user_id}' is deactivated", pointer="/user_id"
+        )
     if event.occurred_at > rules.max_future_skew.add_to(now):
         return reject(
             RejectCode.occurred_in_future,

@@ -14,6 +14,7 @@ class RejectCode(StrEnum):
     """Why an event was refused. A rejected event changes nothing and is not stored."""
 
     unknown_user = "unknown_user"  # user_id is not in the program's directory
+    inactive_user = "inactive_user"  # the user was deactivated (no longer in the HRIS export)
     unknown_actor = "unknown_actor"  # actor_id is set but not in the directory
     unknown_event_type = "unknown_event_type"  # no rule, streak or challenge mentions the type
     occurred_in_future = "occurred_in_future"  # occurred_at is beyond the allowed clock skew

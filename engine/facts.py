@@ -43,6 +43,7 @@ class UserFacts:
     timezone: str | None = None
     attributes: Mapping[str, Any] = field(default_factory=dict)
     tenure_band: str | None = None
+    active: bool = True  # False: deactivated by an HRIS sync, earns nothing
 
     def activation(self) -> dict[str, Any]:
         return {

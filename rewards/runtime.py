@@ -48,6 +48,8 @@ class Runtime:
     auth_cache: dict[str, tuple[float, object]] = field(default_factory=dict)
     # program id -> (cached until, ProgramContext); see rewards.services.context
     programs: dict[str, tuple[float, Any]] = field(default_factory=dict)
+    # program id -> (cached until, its settings); see rewards.sources.common
+    program_settings: dict[str, tuple[float, dict[str, Any] | None]] = field(default_factory=dict)
 
     @cached_property
     def group_commit(self) -> GroupCommit:

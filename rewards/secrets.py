@@ -19,6 +19,7 @@ program's settings sees plain values and needs to know nothing of this.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,10 +44,23 @@ SECRET_SETTINGS: Final = frozenset(
         "gifq_api_token",
         "gifq_webhook_secret",
         "slack_signing_secret",
+        "slack_bot_token",
+        "crm_webhook_secrets",
         "employee_token_secret",
         "alert_webhook_secret",
     }
 )
+# Secrets that are a mapping (name -> secret): sealed whole, as their JSON text.
+MAPPING_SECRETS: Final = frozenset({"crm_webhook_secrets"})
+
+
+def _secret_text(name: str, value: object) -> str | None:
+    """The text to encrypt for a stored secret value; None if it is nothing to encrypt."""
+    if isinstance(value, str):
+        return value
+    if name in MAPPING_SECRETS and isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    return None
 
 
 class SecretKeyError(ValueError):
@@ -124,12 +138,12 @@ def keyring() -> Keyring:
 def seal(settings: dict[str, Any]) -> dict[str, Any]:
     """Program settings as stored: every secret encrypted (an already sealed one is kept)."""
     ring = keyring()
-    return {
-        name: ring.encrypt(value)
-        if name in SECRET_SETTINGS and isinstance(value, str) and not value.startswith(PREFIX)
-        else value
-        for name, value in settings.items()
-    }
+    sealed = dict(settings)
+    for name in SECRET_SETTINGS & settings.keys():
+        text = _secret_text(name, settings[name])
+        if text is not None and not text.startswith(PREFIX):
+            sealed[name] = ring.encrypt(text)
+    return sealed
 
 
 def unseal(stored: dict[str, Any], *, program_id: str | None = None) -> dict[str, Any]:
@@ -145,7 +159,8 @@ def unseal(stored: dict[str, Any], *, program_id: str | None = None) -> dict[str
         value = plain[name]
         if isinstance(value, str):
             try:
-                plain[name] = ring.decrypt(value)
+                text = ring.decrypt(value)
+                plain[name] = json.loads(text) if name in MAPPING_SECRETS else text
             except InvalidToken:
                 log.error(
                     "program %s: %s was encrypted with a key not in REWARDS_SECRET_KEY",
@@ -210,8 +225,8 @@ async def rotate(
                 stored = (await connection.execute(query)).scalar_one_or_none() or {}
                 changed = dict(stored)
                 for name in sorted(SECRET_SETTINGS & stored.keys()):
-                    value = stored[name]
-                    if not isinstance(value, str) or (only_plain and is_sealed(value)):
+                    value = _secret_text(name, stored[name])
+                    if value is None or (only_plain and is_sealed(value)):
                         continue
                     ring = (keys or keyring)()
                     try:

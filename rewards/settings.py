@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     auth_failures_per_minute: int = Field(default=30, ge=1)
     # GIFQ's limit per API token, shared by every process through Redis (rewards.gifq.limiter).
     gifq_requests_per_second: int = Field(default=10, ge=1, le=100_000)
+    # Slack's Web API, asked for a member's email (users.info) when no user has their
+    # slack_id yet and the program has a slack_bot_token. Tests point it at a fake.
+    slack_api_url: str = "https://slack.com/api"
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

@@ -64,6 +64,7 @@ from rules.fields import (
     TimezoneName,
     check_places,
 )
+from rules.sources import Sources
 from rules.tenure import DEFAULT_TENURE_BANDS, TenureBand, tenure_band
 
 Period = Literal["day", "week", "month"]
@@ -476,6 +477,7 @@ class RuleSet(Frozen):
     thresholds: tuple[Threshold, ...] = ()
     budgets: Budgets | None = None
     events: dict[EventType, EventDeclaration] = {}
+    sources: Sources | None = None  # how Slack, xAPI and CRM payloads become events
 
     _by_event: dict[str, tuple[Rule, ...]] = PrivateAttr(default_factory=dict)
     _event_types: frozenset[str] = PrivateAttr(default=frozenset())

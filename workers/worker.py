@@ -8,6 +8,8 @@ Jobs:
   lost or holds a different one of (cron, every minute; ``rewards.leaderboards.healing``).
 - ``leaderboards_snapshots``: saves the final standings of closed weeks and months
   (cron, every 10 minutes).
+- ``hris_anniversaries``: work anniversaries (and birthdays, if enabled) of the day, in
+  each person's timezone (cron, hourly; the event ids make it once per person per year).
 - ``fulfil_reward``, ``rewards_sweep`` (cron, every minute), ``rewards_reconcile`` (cron,
   every 5 minutes): reward fulfilment through GIFQ (``workers.fulfilment``).
 """
@@ -29,6 +31,7 @@ from rewards.redis_server import arq_settings
 from rewards.runtime import Runtime, open_runtime
 from rewards.services.ledger import expire_due
 from rewards.settings import Settings
+from rewards.sources import anniversaries
 from workers import fulfilment
 
 log = logging.getLogger("rewards.worker")
@@ -69,7 +72,12 @@ async def leaderboards_snapshots(ctx: dict[str, Any]) -> int:
     return await snapshots.snapshot_closed_periods(rt)
 
 
+async def hris_anniversaries(ctx: dict[str, Any]) -> int:
+    return await anniversaries.send_anniversaries(ctx["runtime"])
+
+
 FUNCTIONS: list[Function | WorkerCoroutine] = [
+    hris_anniversaries,
     expire_points,
     leaderboards_sweep,
     leaderboards_heal,
@@ -94,6 +102,7 @@ def cron_jobs(prefix: str) -> list[CronJob]:
     return [
         cron(job, name=f"{prefix}:cron:{name}", unique=True, **options)
         for name, job, options in (
+            ("hris_anniversaries", hris_anniversaries, {"minute": 17}),
             ("expire_points", expire_points, {"minute": every_10, "run_at_startup": True}),
             ("leaderboards_sweep", leaderboards_sweep, {"run_at_startup": True}),
             (

@@ -24,10 +24,12 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    or_,
+    true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from rewards.secrets import ProgramSettings
@@ -109,7 +111,10 @@ class RuleSetVersion(Base):
 
 class User(Base):
     __tablename__ = "users"
-    __table_args__ = (ForeignKeyConstraint(["program_id"], ["programs.id"], ondelete="CASCADE"),)
+    __table_args__ = (
+        ForeignKeyConstraint(["program_id"], ["programs.id"], ondelete="CASCADE"),
+        Index("ix_users_program_slack_id", "program_id", "slack_id"),
+    )
 
     program_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
@@ -125,6 +130,16 @@ class User(Base):
     leaderboard_opt_out: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(Timestamp())
     updated_at: Mapped[datetime] = mapped_column(Timestamp())
+    # The person's Slack member id (``U024BE7LH``), so Slack kudos and reactions find them.
+    slack_id: Mapped[str | None] = mapped_column(String(64))
+    # False once a full HRIS sync no longer lists them: they earn nothing and leave the
+    # boards; their ledger stays. The next sync that lists them again reactivates them.
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    deactivated_at: Mapped[datetime | None] = mapped_column(Timestamp())
+    # Kept off the leaderboards: opted out, or deactivated.
+    off_boards: Mapped[bool] = column_property(
+        or_(leaderboard_opt_out.is_(True), active.is_(False))
+    )
 
 
 class UserBalance(Base):

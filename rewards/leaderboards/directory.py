@@ -37,9 +37,7 @@ async def refresh_users(
     rebuild is running (the rebuild itself uses the directory as it then is).
     """
     keys = program_keys(rt, program_id)
-    query = select(User.id, User.leaderboard_opt_out, User.name).where(
-        User.program_id == program_id
-    )
+    query = select(User.id, User.off_boards, User.name).where(User.program_id == program_id)
     if user_ids is not None:
         wanted = sorted(set(user_ids))
         if not wanted:
@@ -50,7 +48,7 @@ async def refresh_users(
         hidden = sorted(member.decode() for member in members)
         query = query.where(
             or_(
-                User.leaderboard_opt_out.is_(True),
+                User.off_boards,
                 User.updated_at >= rt.clock() - RECENT,
                 User.id.in_(hidden),
             )

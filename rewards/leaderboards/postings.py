@@ -206,7 +206,7 @@ async def _people(bind: Bind, program_id: str, user_ids: Iterable[str]) -> dict[
             User.country,
             User.hire_date,
             User.attributes,
-            User.leaderboard_opt_out,
+            User.off_boards.label("leaderboard_opt_out"),
         ).where(User.program_id == program_id, User.id.in_(sorted(set(user_ids))))
     )
     return {row.id: row for row in rows}

@@ -281,9 +281,9 @@ async def rebuild(
                 people = {
                     row.id: (row.name, row.leaderboard_opt_out)
                     for row in await connection.execute(
-                        select(User.id, User.name, User.leaderboard_opt_out).where(
-                            User.program_id == program_id
-                        )
+                        select(
+                            User.id, User.name, User.off_boards.label("leaderboard_opt_out")
+                        ).where(User.program_id == program_id)
                     )
                 }
                 mark = time.perf_counter()

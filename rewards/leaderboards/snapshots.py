@@ -86,7 +86,7 @@ async def take_snapshot(rt: Runtime, program_id: str, period: PeriodRef) -> bool
             people = {
                 row.id: (row.name, row.leaderboard_opt_out)
                 for row in await session.execute(
-                    select(User.id, User.name, User.leaderboard_opt_out).where(
+                    select(User.id, User.name, User.off_boards.label("leaderboard_opt_out")).where(
                         User.program_id == program_id,
                         User.id.in_(select(POSTINGS.user_id).where(*in_period).distinct()),
                     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -102,6 +102,12 @@ class ProgramSettingsIn(BaseModel):
     # An override must end in that path (``check_callback_url``).
     gifq_callback_url: str | None = Field(default=None, pattern=r"^https?://", max_length=500)
     slack_signing_secret: str | None = Field(default=None, min_length=8, max_length=500)
+    # A Slack bot token with users:read.email: finds people by email when no slack_id matches.
+    slack_bot_token: str | None = Field(default=None, min_length=8, max_length=500)
+    # Per CRM mapping (``sources.crm.<name>`` in the rule set): the webhook's HMAC secret.
+    crm_webhook_secrets: dict[str, Annotated[str, Field(min_length=8, max_length=500)]] | None = (
+        Field(default=None, max_length=100)
+    )
     employee_token_secret: str | None = Field(default=None, min_length=32, max_length=2000)
     # Where admin alerts go (a reward on hold or needing review), and the secret signing them.
     alert_webhook_url: str | None = Field(default=None, pattern=r"^https?://", max_length=500)

@@ -40,7 +40,9 @@ DIRECTORY_FIELDS = (
     "tier",
     "country",
     "timezone",
+    "slack_id",
 )
+SLACK_ID = re.compile(r"^[UW][A-Z0-9]{2,63}$")
 
 
 def date_text(value: object) -> object:
@@ -69,8 +71,16 @@ class UserIn(BaseModel):
         json_schema_extra={"pattern": "^[A-Za-z]{2}$"},  # checked below, with a plain message
     )
     timezone: str | None = Field(default=None, json_schema_extra={"enum": [*TIMEZONES, None]})
+    slack_id: str | None = Field(default=None, description="Slack member id, e.g. U024BE7LH")
     attributes: Attributes = Field(default_factory=dict)
     leaderboard_opt_out: StrictBool = False
+
+    @field_validator("slack_id")
+    @classmethod
+    def _slack_id(cls, value: str | None) -> str | None:
+        if value is not None and not SLACK_ID.match(value):
+            raise ValueError("not a Slack member id (like U024BE7LH)")
+        return value
 
     @field_validator("email")
     @classmethod
@@ -262,6 +272,7 @@ def user_facts(user: User, *, bands: tuple[TenureBand, ...], today: date) -> Use
         timezone=user.timezone,
         attributes=user.attributes or {},
         tenure_band=tenure_band(bands, user.hire_date, today) if user.hire_date else None,
+        active=user.active is not False,
     )
 
 
@@ -278,6 +289,8 @@ def user_view(user: User, *, bands: tuple[TenureBand, ...], today: date) -> dict
         "timezone": user.timezone,
         "attributes": user.attributes or {},
         "leaderboard_opt_out": user.leaderboard_opt_out,
+        "slack_id": user.slack_id,
+        "active": user.active,
         "tenure_band": tenure_band(bands, user.hire_date, today) if user.hire_date else None,
         "created_at": user.created_at,
         "updated_at": user.updated_at,

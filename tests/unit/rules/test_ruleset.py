@@ -102,7 +102,7 @@ thresholds:
                     "extra_forbidden",
                     "unknown key 'foo'; expected one of: version, timezone, points_expire_after, "
                     "lateness_window, max_future_skew, cohorts, rules, streaks, thresholds, budgets, "
-                    "events",
+                    "events, sources",
                 )
             ],
             id="unknown-key-list",
