@@ -12,8 +12,8 @@ from sqlalchemy import select
 from rewards.db.models import Program
 from rewards.errors import NotFound
 from rewards.runtime import Runtime
-from rewards.services import ledger
 from rewards.services.events import EventIn, Result, rejected
+from rewards.services.retraction import retract_event
 
 MAX_CACHED = 10_000  # programs' settings kept in memory per process
 MAX_BODY = 1024 * 1024  # bytes: vendors' webhooks are a few KB; a batch of statements more
@@ -54,10 +54,7 @@ async def retract(rt: Runtime, program_id: str, event_id: str, *, reason: str) -
     gives ``status: "unknown"`` instead of an error.
     """
     try:
-        async with rt.sessions() as session, session.begin():
-            return await ledger.retract(
-                rt, session, program_id=program_id, event_id=event_id, reason=reason
-            )
+        return await retract_event(rt, program_id, event_id, reason=reason)
     except NotFound:
         return {"id": event_id, "status": "unknown", "points": 0}
 
