@@ -8,6 +8,8 @@ the gate's table leaves open). A new kind of bearer credential is a branch in ``
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any
 
@@ -45,6 +47,18 @@ def bearer(header: str | None) -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
+
+
+def basic_credentials(header: str | None) -> tuple[str, str] | None:
+    """The user and password of an ``Authorization: Basic`` header, if that is what it is."""
+    scheme, _, encoded = (header or "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, colon, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return (user, password) if colon and password else None
 
 
 def bearer_token(request: Request) -> str:  # plain function: called, not injected

@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.deps import bearer, identify
+from api.deps import basic_credentials, bearer, identify
 from api.errors import error_response, is_unavailable, unavailable
 from api.limits import Credential, RoutePolicy, describe, policy_for
 from rewards.errors import InvalidInput, Unauthenticated
@@ -84,7 +84,10 @@ async def admit(request: Request, policy: RoutePolicy) -> JSONResponse | None:
     if policy.credential is Credential.none:
         return None
     rt: Runtime = request.app.state.runtime
-    token = bearer(request.headers.get("authorization"))
+    header = request.headers.get("authorization")
+    token = bearer(header)
+    if token is None and policy.basic and (credentials := basic_credentials(header)):
+        token = credentials[1]  # the key's secret; the route checks the key id
     if policy.credential is Credential.platform:
         if token is not None and hmac.compare_digest(
             token.encode(), rt.settings.resolved_platform_key().encode()

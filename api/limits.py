@@ -28,6 +28,8 @@ class RoutePolicy:
     # Refuse JSON strings no database stores (NUL, lone surrogates). Off where a signature
     # covers the raw body: that route's own checks answer first.
     screen: bool = True
+    # Also take the key as the password of HTTP Basic (xAPI's LRS clients send key id:secret).
+    basic: bool = False
 
 
 ROUTES: tuple[tuple[str, re.Pattern[str], RoutePolicy], ...] = tuple(
@@ -42,7 +44,8 @@ ROUTES: tuple[tuple[str, re.Pattern[str], RoutePolicy], ...] = tuple(
         ("POST", r"/v1/users:(bulk|sync)", RoutePolicy(Credential.api_key, 10 * MB)),
         ("POST", r"/v1/webhooks/.+", RoutePolicy(Credential.none, 64 * KB, screen=False)),
         ("POST", r"/v1/sources/slack/.+", RoutePolicy(Credential.none, 256 * KB, screen=False)),
-        ("POST", r"/v1/sources/xapi/.+", RoutePolicy(Credential.api_key, 5 * MB)),
+        ("GET", r"/v1/sources/xapi/about", RoutePolicy(Credential.none, 64 * KB)),
+        ("*", r"/v1/sources/xapi/.+", RoutePolicy(Credential.api_key, 5 * MB, basic=True)),
         ("POST", r"/v1/sources/crm/.+", RoutePolicy(Credential.api_key, 1 * MB)),
         ("*", r"/v1/.*", RoutePolicy(Credential.api_key, 256 * KB)),
         ("*", r".*", RoutePolicy(Credential.none, 64 * KB)),  # /healthz, /metrics, pages

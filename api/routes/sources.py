@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Annotated, Any
 
 import orjson
@@ -11,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
-from api.deps import RuntimeDep, Writer, bearer_token
+from api.deps import RuntimeDep, Writer, basic_credentials, bearer_token
 from api.errors import error_responses
 from rewards.errors import BadRequest, Forbidden, PayloadTooLarge, Unauthenticated
 from rewards.services.keys import Principal, Scope, authenticate
@@ -65,12 +63,11 @@ async def lrs_client(request: Request, rt: RuntimeDep) -> Principal:
     """A program key with ``events:write``, as HTTP Basic (key id and secret, the usual
     LRS client credentials) or as Bearer."""
     header = request.headers.get("authorization", "")
-    scheme, _, credentials = header.partition(" ")
-    if scheme.lower() == "basic":
-        try:
-            key_id, _, secret = base64.b64decode(credentials, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            raise Unauthenticated("the Basic credentials are not base64 'key id:secret'") from None
+    if header.partition(" ")[0].lower() == "basic":
+        credentials = basic_credentials(header)
+        if credentials is None:
+            raise Unauthenticated("the Basic credentials are not base64 'key id:secret'")
+        key_id, secret = credentials
         principal = await authenticate(rt, secret)
         if principal.key_id != key_id:
             raise Unauthenticated("unknown or revoked API key")
