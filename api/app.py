@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import errors, openapi
 from api.routes import (
+    audit,
     challenges,
     events,
     leaderboards,
@@ -21,6 +22,7 @@ from api.routes import (
     programs,
     rewards,
     streaks,
+    tokens,
     users,
     webhooks,
 )
@@ -104,6 +106,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         streaks,
         rewards,
         webhooks,
+        tokens,
+        audit,
     ):
         app.include_router(module.router)
     app.add_middleware(RequestContext)

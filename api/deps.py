@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rewards.errors import BadRequest, Forbidden, Unauthenticated
 from rewards.runtime import Runtime
+from rewards.services import audit, tokens
 from rewards.services.keys import Principal, Scope, authenticate
 
 
@@ -41,12 +42,22 @@ def bearer_token(request: Request) -> str:  # plain function: called, not inject
     return token.strip()
 
 
-def require(scope: Scope) -> Callable[..., Coroutine[Any, Any, Principal]]:
+def require(
+    scope: Scope, *, employees: bool = False
+) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    """An API key with ``scope``; with ``employees``, also an employee token (a JWT), limited
+    to its own user and cohorts' boards (``tokens.authorise``)."""
+
     async def dependency(request: Request, rt: RuntimeDep) -> Principal:
-        principal = await authenticate(rt, bearer_token(request))
-        if not principal.allows(scope):
-            raise Forbidden(f"this key lacks the '{scope.value}' scope")
+        token = bearer_token(request)
+        if tokens.looks_like_jwt(token):
+            principal = await tokens.authorise(rt, token, request.path_params, allowed=employees)
+        else:
+            principal = await authenticate(rt, token)
+            if not principal.allows(scope):
+                raise Forbidden(f"this key lacks the '{scope.value}' scope")
         request.state.principal = principal
+        audit.bind(principal.key_id, request.scope.get("state", {}).get("request_id"))
         return principal
 
     return dependency
@@ -55,6 +66,10 @@ def require(scope: Scope) -> Callable[..., Coroutine[Any, Any, Principal]]:
 Admin = Annotated[Principal, Depends(require(Scope.admin))]
 Reader = Annotated[Principal, Depends(require(Scope.read))]
 Writer = Annotated[Principal, Depends(require(Scope.events_write))]
+# Routes an employee token may use too (its own user's data, its cohorts' boards).
+SelfReader = Annotated[Principal, Depends(require(Scope.read, employees=True))]
+SelfWriter = Annotated[Principal, Depends(require(Scope.events_write, employees=True))]
+AdminOrEmployee = Annotated[Principal, Depends(require(Scope.admin, employees=True))]
 
 
 async def json_body(request: Request) -> Any:

@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from rewards.db.engine import create_engine, create_sessionmaker
+from rewards.jwks import JwksCache
 from rewards.redis_server import EmbeddedRedis, redis_url_for_socket, start_embedded
 from rewards.settings import Settings
 from rules import RuleSet
@@ -44,6 +45,8 @@ class Runtime:
     auth_cache: dict[str, tuple[float, object]] = field(default_factory=dict)
     # program id -> (cached until, ProgramContext); see rewards.services.context
     programs: dict[str, tuple[float, Any]] = field(default_factory=dict)
+    # Key sets that sign employee tokens, by URL; see rewards.services.tokens
+    jwks: JwksCache = field(default_factory=JwksCache)
 
     @cached_property
     def group_commit(self) -> GroupCommit:

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.deps import Admin, Reader, RuntimeDep, SessionDep
+from api.deps import Admin, Reader, RuntimeDep, SelfReader, SessionDep
 from api.errors import error_responses
 from rewards.db.models import User
 from rewards.leaderboards.directory import refresh_users
@@ -139,7 +139,7 @@ async def read_user(
 
 @router.get("/{user_id}/balance", responses=error_responses(401, 403, 404))
 async def balance(
-    user_id: str, principal: Reader, rt: RuntimeDep, session: SessionDep
+    user_id: str, principal: SelfReader, rt: RuntimeDep, session: SessionDep
 ) -> dict[str, Any]:
     """Balance, lifetime earned, held points and what expires next (soonest first)."""
     return await ledger.balance(session, principal.program_id, user_id, rt.clock())
@@ -148,7 +148,7 @@ async def balance(
 @router.get("/{user_id}/ledger", responses=error_responses(401, 403, 404, 422))
 async def user_ledger(
     user_id: str,
-    principal: Reader,
+    principal: SelfReader,
     session: SessionDep,
     limit: Annotated[int | None, Query()] = None,
     cursor: Annotated[str | None, Query()] = None,

@@ -30,7 +30,7 @@ from engine.boards import (
 )
 from rewards.db.models import User
 from rewards.errors import InvalidInput, NotFound
-from rewards.leaderboards import scripts
+from rewards.leaderboards import scripts, standing
 from rewards.leaderboards.keys import program_keys
 from rewards.runtime import Runtime
 from rewards.services.context import ProgramContext, program_context
@@ -173,6 +173,15 @@ async def around(
         await _check_user(rt, program_id, user_id)
     page = entries(rows, names, first)
     mine = next((entry for entry in page if entry["user_id"] == user_id), None)
+    if rank < 0 and known:  # opted out? where they would stand, without them in the entries
+        [own] = await standing.standings(rt, keys, user_id, [(chosen.id, board)])
+        if own["rank"] is not None:
+            mine = own
+            start = max(0, own["rank"] - 1 - k)
+            _, rows, names = await scripts.PAGE(
+                rt.redis, [keys.board(chosen.id, board), keys.names], [start, own["rank"] + k - 2]
+            )
+            page = entries(rows, names, start)
     return {
         "board": board,
         **period_view(chosen, context.tz, now),
@@ -221,6 +230,10 @@ async def user_ranks(
                 "size": total,
             }
         )
+    if user.leaderboard_opt_out:  # their own standing, as if they were on the boards
+        own = await standing.standings(rt, keys, user_id, [(p.id, b) for b, p in pairs])
+        for rank, mine in zip(ranks, own, strict=True):
+            rank.update(rank=mine["rank"], points=mine["points"], visible=False)
     return {
         "user_id": user_id,
         "leaderboard_opt_out": user.leaderboard_opt_out,

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from rewards.db.models import ApiKey, Program
 from rewards.errors import Conflict, NotFound
 from rewards.services.keys import Scope, create_key
+from rewards.services.tokens import load_public_key
 
 PROGRAM_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
@@ -91,9 +92,20 @@ class ProgramSettingsIn(BaseModel):
     gifq_callback_url: str | None = Field(default=None, pattern=r"^https?://", max_length=500)
     slack_signing_secret: str | None = Field(default=None, min_length=8, max_length=500)
     employee_token_secret: str | None = Field(default=None, min_length=32, max_length=2000)
+    # Or RS256/ES256: a PEM public key, or a JWKS URL (``rewards.services.tokens``).
+    employee_token_public_key: str | None = Field(default=None, max_length=10_000)
+    employee_token_jwks_url: str | None = Field(default=None, pattern=r"^https?://", max_length=500)
+    employee_token_max_lifetime: int | None = Field(default=None, ge=60, le=86_400)
     # Where admin alerts go (a reward on hold or needing review), and the secret signing them.
     alert_webhook_url: str | None = Field(default=None, pattern=r"^https?://", max_length=500)
     alert_webhook_secret: str | None = Field(default=None, min_length=8, max_length=500)
+
+    @field_validator("employee_token_public_key")
+    @classmethod
+    def _public_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            load_public_key(value)  # a ValueError names what is wrong
+        return value
 
 
 SECRET_SETTINGS = frozenset(
