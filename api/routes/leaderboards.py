@@ -151,6 +151,7 @@ async def around(board: str, user_id: str, request: Request) -> Response:
             user_id=user_id,
             period=request.query_params.get("period", "all"),
             k=k,
+            own_standing=principal.user_id == user_id,
         )
     )
 
@@ -205,4 +206,6 @@ async def user_ranks(
     user_id: str, principal: SelfReader, rt: RuntimeDep, session: SessionDep
 ) -> dict[str, Any]:
     """The user's rank on each board they belong to now: all time, this week, this month."""
-    return await boards.user_ranks(rt, session, principal.program_id, user_id)
+    return await boards.user_ranks(
+        rt, session, principal.program_id, user_id, own_standing=principal.user_id == user_id
+    )
