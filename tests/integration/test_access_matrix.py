@@ -1,4 +1,4 @@
-"""Every route in the OpenAPI document × every kind of credential → the expected status.
+"""Every route in the OpenAPI document, with every kind of credential → the expected status.
 
 Each route has one line in ``ROUTES``: its access class, the status an allowed caller
 gets with the harmless request sent here, and the path values and body used. The
