@@ -20,12 +20,14 @@ rules_app = typer.Typer(help="Rule sets.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The points ledger.", no_args_is_help=True)
 challenges_app = typer.Typer(help="Challenges.", no_args_is_help=True)
 leaderboards_app = typer.Typer(help="Leaderboards (Redis).", no_args_is_help=True)
+tokens_app = typer.Typer(help="Employee tokens.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(programs_app, name="programs")
 app.add_typer(rules_app, name="rules")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(challenges_app, name="challenges")
 app.add_typer(leaderboards_app, name="leaderboards")
+app.add_typer(tokens_app, name="tokens")
 
 
 def migrate(settings: Settings) -> None:
@@ -414,3 +416,36 @@ def leaderboards_rebuild(
 
 if __name__ == "__main__":
     app()
+
+
+@tokens_app.command("mint")
+def tokens_mint(
+    program: Annotated[str, typer.Option(help="The program (the token's audience).")],
+    user: Annotated[str, typer.Option(help="The user id (the token's subject).")],
+    ttl: Annotated[str, typer.Option(help="Lifetime: 30s, 10m, 1h.")] = "10m",
+) -> None:
+    """Print an employee token signed with the program's employee_token_secret (development)."""
+    from rewards.errors import RewardsError
+    from rewards.services.tokens import mint_for, parse_ttl
+
+    settings = Settings()
+    migrate(settings)
+
+    async def run() -> str:
+        from rewards.db.engine import create_engine, create_sessionmaker
+        from rewards.runtime import utc_now
+
+        engine = create_engine(settings.effective_database_url)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                return await mint_for(
+                    session, program_id=program, user_id=user, ttl=parse_ttl(ttl), now=utc_now()
+                )
+        finally:
+            await engine.dispose()
+
+    try:
+        typer.echo(asyncio.run(run()))
+    except RewardsError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from None
