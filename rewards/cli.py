@@ -292,8 +292,10 @@ def challenges_apply(
     async def run() -> tuple[int, bool]:
         from rewards.db.engine import create_engine, create_sessionmaker
         from rewards.runtime import utc_now
+        from rewards.services import audit
         from rewards.services.challenges import put_challenges
 
+        audit.bind("cli")
         engine = create_engine(settings.effective_database_url)
         try:
             async with create_sessionmaker(engine)() as session, session.begin():

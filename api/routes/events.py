@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from api.deps import Admin, JsonBody, RuntimeDep, SessionDep, Writer
 from api.errors import error_responses
 from rewards.errors import InvalidInput
-from rewards.services import ledger
+from rewards.services import audit, ledger
 from rewards.services.context import program_context
 from rewards.services.events import EventIn, evaluate, in_order, outcomes, parse_batch
 from rewards.services.rulesets import compile_rules
@@ -59,13 +59,26 @@ async def retract(
     data: RetractIn | None = None,
 ) -> dict[str, Any]:
     """Reverse an event's points with compensating ledger entries (idempotent)."""
-    return await ledger.retract(
+    result = await ledger.retract(
         rt,
         session,
         program_id=principal.program_id,
         event_id=event_id,
         reason=data.reason if data else None,
     )
+    await audit.record(
+        session,
+        program_id=principal.program_id,
+        action="event.retract",
+        target=event_id,
+        after={
+            "user_id": result["user_id"],
+            "points": result["points"],
+            "reason": data.reason if data else None,
+        },
+        at=rt.clock(),
+    )
+    return result
 
 
 @router.post(

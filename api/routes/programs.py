@@ -10,11 +10,11 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from api.deps import Admin, RuntimeDep, SessionDep, bearer_token
-from api.errors import error_responses
+from api.errors import error_responses, request_id
 from rewards.db.models import ApiKey, Program, RuleSetVersion
 from rewards.errors import BadRequest, Forbidden, NotFound
+from rewards.services import audit, rulesets
 from rewards.services import keys as key_service
-from rewards.services import rulesets
 from rewards.services.programs import (
     ProgramIn,
     ProgramSettingsIn,
@@ -74,6 +74,7 @@ async def create(
     if not hmac.compare_digest(token, rt.settings.resolved_platform_key()):
         raise Forbidden("creating programs needs the platform key (REWARDS_PLATFORM_KEY)")
     program, key, secret = await create_program(session, data, now=rt.clock())
+    await audit.record_program_created(session, program, key, request_id=request_id(request))
     return {"program": program_view(program), "api_key": key_view(key, secret)}
 
 
@@ -84,10 +85,13 @@ async def current(principal: Admin, session: SessionDep) -> dict[str, Any]:
 
 @router.put("/current/settings", responses=error_responses(401, 403, 422))
 async def put_settings(
-    data: ProgramSettingsIn, principal: Admin, session: SessionDep
+    data: ProgramSettingsIn, principal: Admin, rt: RuntimeDep, session: SessionDep
 ) -> dict[str, Any]:
     """Integration settings and secrets (GIFQ, Slack, employee tokens). Secrets are write-only."""
-    return await update_settings(session, principal.program_id, data)
+    before = settings_view((await get_program(session, principal.program_id)).settings or {})
+    view = await update_settings(session, principal.program_id, data)
+    await audit.record_settings(session, principal.program_id, before, view, at=rt.clock())
+    return view
 
 
 @router.get("/current/settings", responses=error_responses(401, 403))
@@ -107,6 +111,14 @@ async def create_key(
     key, secret = await key_service.create_key(
         session, program_id=principal.program_id, name=data.name, scopes=data.scopes, now=rt.clock()
     )
+    await audit.record(
+        session,
+        program_id=principal.program_id,
+        action="key.create",
+        target=key.id,
+        after=key_view(key),
+        at=rt.clock(),
+    )
     return key_view(key, secret)
 
 
@@ -124,6 +136,14 @@ async def revoke_key(
     key_id: str, principal: Admin, rt: RuntimeDep, session: SessionDep
 ) -> dict[str, Any]:
     key = await key_service.revoke_key(rt, session, program_id=principal.program_id, key_id=key_id)
+    await audit.record(
+        session,
+        program_id=principal.program_id,
+        action="key.revoke",
+        target=key.id,
+        after=key_view(key),
+        at=rt.clock(),
+    )
     return key_view(key)
 
 
@@ -141,6 +161,15 @@ async def put_rules(
     row, changed = await rulesets.put_rules(
         rt, session, program_id=principal.program_id, source=source, author_key_id=principal.key_id
     )
+    if changed:
+        await audit.record(
+            session,
+            program_id=principal.program_id,
+            action="rules.update",
+            target=str(row.version),
+            after=version_view(row),
+            at=rt.clock(),
+        )
     return {**version_view(row), "changed": changed}
 
 

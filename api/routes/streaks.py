@@ -8,6 +8,7 @@ from fastapi import APIRouter
 
 from api.deps import Admin, Reader, RuntimeDep, SelfReader, SessionDep
 from api.errors import error_responses
+from rewards.services import audit
 from rewards.services import streaks as streak_service
 from rewards.services.context import program_context
 from rewards.services.streaks import PauseIn
@@ -43,7 +44,16 @@ async def add_pause(
         author_key_id=principal.key_id,
         now=rt.clock(),
     )
-    return streak_service.pause_view(row)
+    view = streak_service.pause_view(row)
+    await audit.record(
+        session,
+        program_id=principal.program_id,
+        action="user.pause",
+        target=user_id,
+        after=view,
+        at=rt.clock(),
+    )
+    return view
 
 
 @router.get("/{user_id}/streak-pauses", responses=error_responses(401, 403, 404))

@@ -15,7 +15,7 @@ from api.errors import error_responses
 from rewards.db.models import User
 from rewards.leaderboards.directory import refresh_users
 from rewards.runtime import Runtime
-from rewards.services import ledger
+from rewards.services import audit, ledger
 from rewards.services.context import program_context
 from rewards.services.users import (
     BulkUserIn,
@@ -67,8 +67,12 @@ async def put_user(user_id: str, data: UserIn, principal: Admin, rt: RuntimeDep)
     """Create or replace a user. An opt-out takes effect on the boards before this returns."""
     check_user_id(user_id)
     async with rt.sessions() as session, session.begin():
+        before = await audit.user_before(session, principal.program_id, user_id)
         user, created = await upsert_user(
             session, program_id=principal.program_id, user_id=user_id, data=data, now=rt.clock()
+        )
+        await audit.record_user_change(
+            session, program_id=principal.program_id, user_id=user_id, before=before, at=rt.clock()
         )
         view = {**await _view(rt, session, principal.program_id, user), "created": created}
     await _show_on_boards(rt, principal.program_id, [user_id])
@@ -118,6 +122,9 @@ async def bulk(request: Request, principal: Admin, rt: RuntimeDep) -> dict[str, 
     async with rt.sessions() as session, session.begin():
         created = await upsert_users(
             session, program_id=principal.program_id, rows=accepted, now=rt.clock()
+        )
+        await audit.record_bulk(
+            session, principal.program_id, [i for i, _ in accepted], created, at=rt.clock()
         )
     await _show_on_boards(rt, principal.program_id, [user_id for user_id, _ in accepted])
     for position, was_created in zip(positions, created, strict=True):

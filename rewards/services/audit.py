@@ -86,6 +86,54 @@ def _plain(value: Any) -> Any:
     return value
 
 
+async def record_settings(
+    session: AsyncSession,
+    program_id: str,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    *,
+    at: datetime,
+) -> None:
+    """A settings change, as ``settings_view`` shows them: secrets appear only as
+    ``<name>_set`` booleans, never their values. Nothing changed, nothing recorded."""
+    if before != after:
+        changed = sorted(name for name in after if before.get(name) != after.get(name))
+        await record(
+            session,
+            program_id=program_id,
+            action="settings.update",
+            target=",".join(changed),
+            before={name: before.get(name) for name in changed},
+            after={name: after[name] for name in changed},
+            at=at,
+        )
+
+
+async def record_program_created(
+    session: AsyncSession, program: Any, key: Any, *, request_id: str | None
+) -> None:
+    """A program and its first admin key, created with the platform key."""
+    actor = Actor("platform", request_id)
+    await record(
+        session,
+        program_id=program.id,
+        action="program.create",
+        target=program.id,
+        after={"name": program.name, "timezone": program.timezone, "currency": program.currency},
+        actor=actor,
+        at=program.created_at,
+    )
+    await record(
+        session,
+        program_id=program.id,
+        action="key.create",
+        target=key.id,
+        after={"name": key.name, "scopes": key.scopes},
+        actor=actor,
+        at=program.created_at,
+    )
+
+
 # A person's fields: these are recorded with their values ...
 DIRECTORY = (
     "department",
@@ -100,19 +148,24 @@ DIRECTORY = (
 PERSONAL = ("email", "name", "attributes", "slack_id")
 
 
-def user_state(user: User | None) -> dict[str, Any] | None:
-    """What the trail keeps of a person: the directory fields, and which personal ones are set."""
+@dataclass(frozen=True)
+class UserSnapshot:
+    """A person as the trail sees them: ``recorded`` goes to the trail; ``personal`` stays
+    in memory, only to tell which personal fields changed."""
+
+    recorded: dict[str, Any] | None
+    personal: dict[str, Any]
+
+
+def user_snapshot(user: User | None) -> UserSnapshot:
     if user is None:
-        return None
-    state = {field: getattr(user, field) for field in DIRECTORY}
-    state["personal_fields_set"] = [field for field in PERSONAL if getattr(user, field, None)]
-    return state
+        return UserSnapshot(None, {})
+    recorded = {field: getattr(user, field) for field in DIRECTORY}
+    return UserSnapshot(recorded, {field: getattr(user, field, None) for field in PERSONAL})
 
 
-async def user_before(
-    session: AsyncSession, program_id: str, user_id: str
-) -> dict[str, Any] | None:
-    return user_state(await session.get(User, (program_id, user_id)))
+async def user_before(session: AsyncSession, program_id: str, user_id: str) -> UserSnapshot:
+    return user_snapshot(await session.get(User, (program_id, user_id)))
 
 
 async def record_user_change(
@@ -120,16 +173,50 @@ async def record_user_change(
     *,
     program_id: str,
     user_id: str,
-    before: dict[str, Any] | None,
-    action: str = "user.upsert",
+    before: UserSnapshot,
+    at: datetime | None = None,
 ) -> None:
-    """Record a person's change: the directory fields before and after, and the names of
-    the personal fields that changed (compared in the database, never stored)."""
+    """Record a person's change: the directory fields before and after, and the *names*
+    of the personal fields that changed (compared here, never stored). No change, no entry."""
     user = await session.get(User, (program_id, user_id), populate_existing=True)
-    after = user_state(user)
-    await record(
-        session, program_id=program_id, action=action, target=user_id, before=before, after=after
+    now = user_snapshot(user)
+    changed = sorted(
+        field for field in PERSONAL if before.personal.get(field) != now.personal.get(field)
     )
+    if before.recorded == now.recorded and not changed:
+        return
+    after = {**(now.recorded or {}), "personal_fields_changed": changed}
+    await record(
+        session,
+        program_id=program_id,
+        action="user.create" if before.recorded is None else "user.update",
+        target=user_id,
+        before=before.recorded,
+        after=after,
+        at=at,
+    )
+
+
+async def record_bulk(
+    session: AsyncSession,
+    program_id: str,
+    user_ids: list[str],
+    created: list[bool],
+    *,
+    at: datetime,
+) -> None:
+    """A bulk upload: one entry naming who was created and who updated."""
+    if user_ids:
+        await record(
+            session,
+            program_id=program_id,
+            action="users.bulk",
+            after={
+                "created": [u for u, new in zip(user_ids, created, strict=True) if new],
+                "updated": [u for u, new in zip(user_ids, created, strict=True) if not new],
+            },
+            at=at,
+        )
 
 
 # Reading the trail -------------------------------------------------------------------
