@@ -18,6 +18,7 @@ from api.routes import (
     challenges,
     events,
     leaderboards,
+    metrics,
     ops,
     programs,
     rewards,
@@ -108,6 +109,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         webhooks,
         tokens,
         audit,
+        metrics,
     ):
         app.include_router(module.router)
     app.add_middleware(RequestContext)

@@ -86,6 +86,8 @@ def _advance(reward: Reward, status: str, *, sequence: int | None, now: datetime
     ):
         return False
     reward.recipient_status = status
+    if status == "redeemed" and reward.redeemed_at is None:
+        reward.redeemed_at = now
     if sequence is not None:
         reward.recipient_sequence = max(sequence, reward.recipient_sequence or 0)
     reward.updated_at = now

@@ -59,6 +59,10 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("program_id", "jti", name=op.f("pk_revoked_tokens")),
     )
+    op.add_column(
+        "rewards",
+        sa.Column("redeemed_at", rewards.db.models.Timestamp(timezone=True), nullable=True),
+    )
     op.create_index("ix_ledger_program_created", "ledger_entries", ["program_id", "created_at"])
     op.create_index("ix_events_program_occurred", "events", ["program_id", "occurred_at"])
     op.create_index("ix_rewards_program_created", "rewards", ["program_id", "created_at"])
@@ -68,6 +72,7 @@ def downgrade() -> None:
     op.drop_index("ix_rewards_program_created", table_name="rewards")
     op.drop_index("ix_events_program_occurred", table_name="events")
     op.drop_index("ix_ledger_program_created", table_name="ledger_entries")
+    op.drop_column("rewards", "redeemed_at")
     op.drop_table("revoked_tokens")
     op.drop_index("ix_audit_log_program_target", table_name="audit_log")
     op.drop_index("ix_audit_log_program_action", table_name="audit_log")
