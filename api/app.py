@@ -16,6 +16,7 @@ from api import errors, openapi
 from api.routes import (
     audit,
     challenges,
+    erasure,
     events,
     leaderboards,
     metrics,
@@ -110,6 +111,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         tokens,
         audit,
         metrics,
+        erasure,
     ):
         app.include_router(module.router)
     app.add_middleware(RequestContext)

@@ -205,18 +205,26 @@ async def record_bulk(
     *,
     at: datetime,
 ) -> None:
-    """A bulk upload: one entry naming who was created and who updated."""
-    if user_ids:
-        await record(
-            session,
-            program_id=program_id,
-            action="users.bulk",
-            after={
-                "created": [u for u, new in zip(user_ids, created, strict=True) if new],
-                "updated": [u for u, new in zip(user_ids, created, strict=True) if not new],
-            },
-            at=at,
-        )
+    """A bulk upload: one entry per person (so each can be found, and renamed on erasure)."""
+    if not user_ids:
+        return
+    who = current()
+    await session.execute(
+        insert(AuditEntry),
+        [
+            {
+                "program_id": program_id,
+                "at": at,
+                "actor": who.who,
+                "action": "user.create" if new else "user.update",
+                "target": user_id,
+                "request_id": who.request_id,
+                "before": None,
+                "after": {"via": "bulk"},
+            }
+            for user_id, new in zip(user_ids, created, strict=True)
+        ],
+    )
 
 
 # Reading the trail -------------------------------------------------------------------

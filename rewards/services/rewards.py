@@ -62,6 +62,7 @@ STATUSES = (
     "expired",
     "failed",
     "rejected",
+    "cancelled",  # not yet sent when the person was erased (``rewards.services.erasure``)
 )
 # What the fulfilment job still has to push to GIFQ (the sweeper re-enqueues these).
 TO_SEND = ("pending", "sending", "on_hold")

@@ -66,6 +66,7 @@ class Route:
     json: Any = None
     content: str | None = None
     content_type: str | None = None
+    params: dict[str, str] = field(default_factory=dict)
 
 
 YAML = "application/yaml"
@@ -102,7 +103,9 @@ ROUTES: dict[tuple[str, str], Route] = {
         Access.admin, other=200, path={"user_id": "u-new"}, json={}
     ),
     ("GET", "/v1/users/{user_id}"): Route(Access.read),
-    ("DELETE", "/v1/users/{user_id}"): Route(Access.admin, ok=404, path={"user_id": "u-nobody"}),
+    ("DELETE", "/v1/users/{user_id}"): Route(
+        Access.admin, ok=404, path={"user_id": "u-nobody"}, params={"erase": "true"}
+    ),
     ("POST", "/v1/users:bulk"): Route(Access.admin, json=[]),
     ("GET", "/v1/users/{user_id}/balance"): Route(Access.self_read),
     ("GET", "/v1/users/{user_id}/ledger"): Route(Access.self_read),
@@ -255,7 +258,7 @@ async def test_each_credential_gets_the_expected_status(
             headers["Content-Type"] = route.content_type or "application/json"
         elif route.json is not None:
             kwargs["json"] = route.json
-        response = await http.request(method, url, headers=headers, **kwargs)
+        response = await http.request(method, url, headers=headers, params=route.params, **kwargs)
         got[credential] = response.status_code
         want[credential] = expected(path, route, credential)
         if response.status_code >= 400:
