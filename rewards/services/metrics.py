@@ -36,12 +36,22 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, String, and_, cast, func, literal, select
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    String,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    literal_column,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.boards import BoardError, PeriodError, parse_board, parse_period
 from engine.periods import next_period_start
-from engine.streaks import runs
 from rewards.db.engagement_models import ChallengeCompletion, ChallengeCounter, StreakPeriod
 from rewards.db.models import Event, LedgerEntry, User, UserBalance
 from rewards.db.reward_models import Reward
@@ -347,6 +357,38 @@ def _spread(seconds: list[float]) -> dict[str, Any]:
     }
 
 
+def period_number(per: str, day: date) -> int:
+    """Periods numbered consecutively: days since 1970-01-01, weeks since the Monday
+    before it, or months since year 0 (``_period_number_sql`` is the same in SQL)."""
+    days = (day - EPOCH).days
+    if per == "day":
+        return days
+    if per == "week":
+        return (days + 3) // 7
+    return day.year * 12 + day.month - 1
+
+
+EPOCH = date(1970, 1, 1)
+
+
+def _period_number_sql(dialect: str, per: str) -> ColumnElement[int]:
+    column = "streak_periods.period_start"
+    if dialect == "postgresql":
+        days = f"({column} - DATE '1970-01-01')"
+        year = f"CAST(EXTRACT(YEAR FROM {column}) AS INTEGER)"
+        month = f"CAST(EXTRACT(MONTH FROM {column}) AS INTEGER)"
+    else:
+        days = f"CAST(julianday({column}) - 2440587.5 AS INTEGER)"
+        year = f"CAST(strftime('%Y', {column}) AS INTEGER)"
+        month = f"CAST(strftime('%m', {column}) AS INTEGER)"
+    expression = {
+        "day": days,
+        "week": f"(({days} + 3) / 7)",
+        "month": f"({year} * 12 + {month} - 1)",
+    }[per]
+    return literal_column(expression, Integer)
+
+
 async def _streaks(
     connection: AsyncConnection,
     context: ProgramContext,
@@ -354,65 +396,71 @@ async def _streaks(
     members: list[ColumnElement[bool]],
     today: date,
 ) -> list[dict[str, Any]]:
-    """Per streak rule: runs that started in the period and can be judged, and how many
-    lasted ``RETENTION_PERIODS`` more periods."""
+    """Per streak rule: runs that started in the period, those old enough to judge (four
+    periods have passed since they started) and how many of those lasted four more.
+
+    Runs are found in SQL (gaps and islands): periods numbered consecutively, a new run
+    where the gap to the previous qualifying period exceeds the grace."""
     out: list[dict[str, Any]] = []
     for streak in context.rules.streaks if context.rules else ():
         per = streak.period
-        # From a little before the period (to tell a new run from a continued one) to the
-        # end of the judging horizon.
-        lookback = span.first_day
-        for _ in range(streak.grace_periods + 2):
-            lookback = _previous(per, lookback)
-        horizon = span.last_day
-        for _ in range(RETENTION_PERIODS + streak.grace_periods + 1):
-            horizon = next_period_start(per, horizon)
-        rows = (
-            await connection.execute(
-                select(StreakPeriod.user_id, StreakPeriod.period_start).where(
-                    StreakPeriod.program_id == context.id,
-                    StreakPeriod.streak_id == streak.id,
-                    StreakPeriod.period_start >= lookback,
-                    StreakPeriod.period_start < horizon,
-                    *members,
-                )
+        first = period_number(per, span.first_day)
+        last = period_number(per, span.last_day)
+        now = period_number(per, today)
+        number = _period_number_sql(connection.dialect.name, per)
+        periods = (
+            select(StreakPeriod.user_id.label("user_id"), number.label("n"))
+            .where(
+                StreakPeriod.program_id == context.id,
+                StreakPeriod.streak_id == streak.id,
+                # From a little before the period (to tell a new run from a continued
+                # one) to far enough after it to see four more periods.
+                number >= first - streak.grace_periods - 2,
+                number <= last + RETENTION_PERIODS + streak.grace_periods + 1,
+                *members,
             )
-        ).all()
-        periods: dict[str, list[date]] = defaultdict(list)
-        for user_id, start in rows:
-            periods[user_id].append(start)
-        started = judged = retained = 0
-        for found in periods.values():
-            for run in runs(per, streak.grace_periods, found, ()):
-                if not span.first_day <= run.start <= span.last_day:
-                    continue
-                started += 1
-                target = run.start
-                for _ in range(RETENTION_PERIODS):
-                    target = next_period_start(per, target)
-                if next_period_start(per, target) > today:
-                    continue  # too recent to tell
-                judged += 1
-                retained += run.last >= target
+            .subquery()
+        )
+        previous = func.lag(periods.c.n).over(partition_by=periods.c.user_id, order_by=periods.c.n)
+        starts = select(
+            periods.c.user_id,
+            periods.c.n,
+            case((periods.c.n - previous <= streak.grace_periods + 1, 0), else_=1).label("new"),
+        ).subquery()
+        numbered = select(
+            starts.c.user_id,
+            starts.c.n,
+            func.sum(starts.c.new)
+            .over(partition_by=starts.c.user_id, order_by=starts.c.n)
+            .label("run"),
+        ).subquery()
+        found = (
+            select(func.min(numbered.c.n).label("start"), func.max(numbered.c.n).label("last"))
+            .group_by(numbered.c.user_id, numbered.c.run)
+            .subquery()
+        )
+        judged = found.c.start + RETENTION_PERIODS + 1 <= now
+        alive = and_(judged, found.c.last >= found.c.start + RETENTION_PERIODS)
+        started, judged_count, retained = (
+            await connection.execute(
+                select(
+                    func.count(),
+                    func.coalesce(func.sum(case((judged, 1), else_=0)), 0),
+                    func.coalesce(func.sum(case((alive, 1), else_=0)), 0),
+                ).where(found.c.start >= first, found.c.start <= last)
+            )
+        ).one()
         out.append(
             {
                 "streak": streak.id,
                 "period": per,
-                "started": started,
-                "judged": judged,
-                "alive_after_4_periods": retained,
-                "retention": _ratio(retained, judged),
+                "started": int(started),
+                "judged": int(judged_count),
+                "alive_after_4_periods": int(retained),
+                "retention": _ratio(int(retained), int(judged_count)),
             }
         )
     return out
-
-
-def _previous(per: str, day: date) -> date:
-    if per == "day":
-        return day - timedelta(days=1)
-    if per == "week":
-        return day - timedelta(days=7)
-    return (day.replace(day=1) - timedelta(days=1)).replace(day=1)
 
 
 async def _challenges(
