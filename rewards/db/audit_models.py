@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import ForeignKeyConstraint, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from rewards.db.engagement_models import StreakPeriod
 from rewards.db.models import Base, BigId, Event, Json, LedgerEntry, Timestamp
 from rewards.db.reward_models import Reward
 
@@ -57,7 +58,25 @@ class RevokedToken(Base):
 
 
 # Programme metrics (``rewards.services.metrics``) read a period of a program's ledger,
-# events and rewards; these keep that a range scan at a million rows.
-Index("ix_ledger_program_created", LedgerEntry.program_id, LedgerEntry.created_at)
-Index("ix_events_program_occurred", Event.program_id, Event.occurred_at)
+# events, rewards and streak periods; these keep that a range scan at a million rows,
+# and on PostgreSQL an index-only one (the columns the sums need are included).
+Index(
+    "ix_ledger_program_created",
+    LedgerEntry.program_id,
+    LedgerEntry.created_at,
+    postgresql_include=["kind", "points", "user_id"],
+)
+Index(
+    "ix_events_program_occurred",
+    Event.program_id,
+    Event.occurred_at,
+    postgresql_include=["user_id", "source", "type", "retracted_at"],
+)
 Index("ix_rewards_program_created", Reward.program_id, Reward.created_at)
+Index(
+    "ix_streak_periods_program_streak",
+    StreakPeriod.program_id,
+    StreakPeriod.streak_id,
+    StreakPeriod.period_start,
+    postgresql_include=["user_id"],
+)

@@ -39,10 +39,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import (
     ColumnElement,
     Integer,
-    String,
     and_,
     case,
-    cast,
     func,
     literal,
     literal_column,
@@ -61,6 +59,7 @@ from rules.duration import add_months
 
 MAX_RANGE_DAYS = 400
 RETENTION_PERIODS = 4
+LOOKUP_CHUNK = 1000
 ISSUED = ("earn", "streak_bonus")
 
 
@@ -304,23 +303,29 @@ async def _rewards(
     for status, currency, amount, count in grouped:
         by_status[status]["count"] += count
         by_status[status]["face_value"][currency] += Decimal(amount) * count
-    sent = await connection.scalar(
-        select(func.count()).where(*created, Reward.gifq_order_id.is_not(None))
-    )
     redeemed = by_status["redeemed"]["count"] if "redeemed" in by_status else 0
-    debit_key = literal("reward:") + cast(Reward.id, String) + literal(":debit")
-    rows = (
+    sent_rows = (
         await connection.execute(
-            select(Reward.created_at, LedgerEntry.created_at, Reward.redeemed_at)
-            .join(
-                LedgerEntry,
-                and_(
-                    LedgerEntry.program_id == Reward.program_id, LedgerEntry.dedupe_key == debit_key
-                ),
+            select(Reward.id, Reward.created_at, Reward.redeemed_at).where(
+                *created, Reward.gifq_order_id.is_not(None)
             )
-            .where(*created)
         )
     ).all()
+    accepted: dict[str, datetime] = {}
+    keys = [f"reward:{reward_id}:debit" for reward_id, _, _ in sent_rows]
+    for start in range(0, len(keys), LOOKUP_CHUNK):  # by the unique (program, dedupe key)
+        found = await connection.execute(
+            select(LedgerEntry.dedupe_key, LedgerEntry.created_at).where(
+                LedgerEntry.program_id == program_id,
+                LedgerEntry.dedupe_key.in_(keys[start : start + LOOKUP_CHUNK]),
+            )
+        )
+        accepted.update((key, at) for key, at in found)
+    rows = [
+        (crossed, accepted[f"reward:{reward_id}:debit"], done)
+        for reward_id, crossed, done in sent_rows
+        if f"reward:{reward_id}:debit" in accepted
+    ]
     to_accepted = [(accepted - crossed).total_seconds() for crossed, accepted, _ in rows]
     to_redeemed = [
         (done - crossed).total_seconds() for crossed, _, done in rows if done is not None
@@ -337,9 +342,9 @@ async def _rewards(
             }
             for status, entry in sorted(by_status.items())
         },
-        "sent_to_gifq": sent or 0,
+        "sent_to_gifq": len(sent_rows),
         "redeemed": redeemed,
-        "redemption_rate": _ratio(redeemed, sent or 0),
+        "redemption_rate": _ratio(redeemed, len(sent_rows)),
     }
     timings = {
         "to_gifq_accepted": _spread(to_accepted),
@@ -369,6 +374,15 @@ def period_number(per: str, day: date) -> int:
 
 
 EPOCH = date(1970, 1, 1)
+
+
+def shift(per: str, day: date, periods: int) -> date:
+    """``day`` moved by whole periods."""
+    if per == "day":
+        return day + timedelta(days=periods)
+    if per == "week":
+        return day + timedelta(weeks=periods)
+    return add_months(day, periods)
 
 
 def _period_number_sql(dialect: str, per: str) -> ColumnElement[int]:
@@ -408,15 +422,18 @@ async def _streaks(
         last = period_number(per, span.last_day)
         now = period_number(per, today)
         number = _period_number_sql(connection.dialect.name, per)
+        # From a little before the period (to tell a new run from a continued one) to far
+        # enough after it to see four more periods; the dates, a little wider, use the index.
+        before, after = streak.grace_periods + 2, RETENTION_PERIODS + streak.grace_periods + 1
         periods = (
             select(StreakPeriod.user_id.label("user_id"), number.label("n"))
             .where(
                 StreakPeriod.program_id == context.id,
                 StreakPeriod.streak_id == streak.id,
-                # From a little before the period (to tell a new run from a continued
-                # one) to far enough after it to see four more periods.
-                number >= first - streak.grace_periods - 2,
-                number <= last + RETENTION_PERIODS + streak.grace_periods + 1,
+                StreakPeriod.period_start >= shift(per, span.first_day, -before - 1),
+                StreakPeriod.period_start <= shift(per, span.last_day, after + 1),
+                number >= first - before,
+                number <= last + after,
                 *members,
             )
             .subquery()

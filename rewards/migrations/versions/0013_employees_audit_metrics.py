@@ -63,12 +63,29 @@ def upgrade() -> None:
         "rewards",
         sa.Column("redeemed_at", rewards.db.models.Timestamp(timezone=True), nullable=True),
     )
-    op.create_index("ix_ledger_program_created", "ledger_entries", ["program_id", "created_at"])
-    op.create_index("ix_events_program_occurred", "events", ["program_id", "occurred_at"])
+    op.create_index(
+        "ix_ledger_program_created",
+        "ledger_entries",
+        ["program_id", "created_at"],
+        postgresql_include=["kind", "points", "user_id"],
+    )
+    op.create_index(
+        "ix_events_program_occurred",
+        "events",
+        ["program_id", "occurred_at"],
+        postgresql_include=["user_id", "source", "type", "retracted_at"],
+    )
     op.create_index("ix_rewards_program_created", "rewards", ["program_id", "created_at"])
+    op.create_index(
+        "ix_streak_periods_program_streak",
+        "streak_periods",
+        ["program_id", "streak_id", "period_start"],
+        postgresql_include=["user_id"],
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_streak_periods_program_streak", table_name="streak_periods")
     op.drop_index("ix_rewards_program_created", table_name="rewards")
     op.drop_index("ix_events_program_occurred", table_name="events")
     op.drop_index("ix_ledger_program_created", table_name="ledger_entries")
