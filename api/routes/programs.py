@@ -13,7 +13,7 @@ from api.deps import Admin, RuntimeDep, SessionDep, bearer_token
 from api.errors import error_responses, request_id
 from rewards.db.models import ApiKey, Program, RuleSetVersion
 from rewards.errors import BadRequest, Forbidden, NotFound
-from rewards.services import audit, rulesets
+from rewards.services import audit, rulesets, tokens
 from rewards.services import keys as key_service
 from rewards.services.programs import (
     ProgramIn,
@@ -91,6 +91,7 @@ async def put_settings(
     before = settings_view((await get_program(session, principal.program_id)).settings or {})
     view = await update_settings(session, principal.program_id, data)
     await audit.record_settings(session, principal.program_id, before, view, at=rt.clock())
+    tokens.forget_keys(rt, principal.program_id)  # this process at once; others within the cache
     return view
 
 

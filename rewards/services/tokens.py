@@ -110,6 +110,11 @@ def trusted_keys(settings: dict[str, Any]) -> TrustedKeys:
     )
 
 
+def forget_keys(rt: Runtime, program_id: str) -> None:
+    """Drop the cached keys of a program whose settings changed."""
+    rt.auth_cache.pop(f"jwt-keys:{program_id}", None)
+
+
 async def _trusted(rt: Runtime, program_id: str) -> TrustedKeys | None:
     cache_key = f"jwt-keys:{program_id}"
     cached = rt.auth_cache.get(cache_key)
