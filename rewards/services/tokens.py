@@ -54,6 +54,7 @@ LEEWAY = timedelta(seconds=30)
 DEFAULT_MAX_LIFETIME = 3600  # seconds
 MAX_TOKEN_CHARS = 8192
 MIN_RSA_BITS = 2048
+AUTH_CACHE_LIMIT = 50_000
 _JWT = re.compile(r"^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
 _USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,127}$")
 
@@ -110,6 +111,19 @@ def trusted_keys(settings: dict[str, Any]) -> TrustedKeys:
     )
 
 
+def remember(rt: Runtime, key: str, value: object, *, limit: int = AUTH_CACHE_LIMIT) -> None:
+    """Cache ``value`` for the auth cache's life. The cache is shared with API keys and
+    bounded: at ``AUTH_CACHE_LIMIT`` entries the stale ones go, or all if none is stale."""
+    cache = rt.auth_cache
+    now = time.monotonic()
+    if len(cache) >= limit:
+        for stale in [name for name, (until, _) in cache.items() if until <= now]:
+            del cache[stale]
+        if len(cache) >= limit:
+            cache.clear()
+    cache[key] = (now + rt.settings.auth_cache_seconds, value)
+
+
 def forget_keys(rt: Runtime, program_id: str) -> None:
     """Drop the cached keys of a program whose settings changed."""
     rt.auth_cache.pop(f"jwt-keys:{program_id}", None)
@@ -125,7 +139,7 @@ async def _trusted(rt: Runtime, program_id: str) -> TrustedKeys | None:
     async with rt.sessions() as session:
         settings = await session.scalar(select(Program.settings).where(Program.id == program_id))
     keys = trusted_keys(settings or {}) if settings is not None else None
-    rt.auth_cache[cache_key] = (time.monotonic() + rt.settings.auth_cache_seconds, keys)
+    remember(rt, cache_key, keys)
     return keys
 
 
@@ -273,7 +287,19 @@ async def authorise(
 
 
 async def boards_of(rt: Runtime, principal: Principal) -> tuple[str, ...]:
-    """The boards the token's user is on today: ``global`` and one per cohort."""
+    """The boards the token's user is on today: ``global`` and one per cohort (cached like
+    the credentials, so a move to another department shows within the auth cache's life)."""
+    cache_key = f"boards:{principal.program_id}:{principal.user_id}"
+    cached = rt.auth_cache.get(cache_key)
+    if cached is not None and cached[0] > time.monotonic():
+        assert isinstance(cached[1], tuple)
+        return cached[1]
+    boards = await _boards_now(rt, principal)
+    remember(rt, cache_key, boards)
+    return boards
+
+
+async def _boards_now(rt: Runtime, principal: Principal) -> tuple[str, ...]:
     async with rt.sessions() as session:
         context = await program_context(rt, await session.connection(), principal.program_id)
         user = await session.get(User, (principal.program_id, principal.user_id))
@@ -294,10 +320,7 @@ async def is_revoked(rt: Runtime, program_id: str, jti: str) -> bool:
                 RevokedToken.program_id == program_id, RevokedToken.jti == jti
             )
         )
-    rt.auth_cache[cache_key] = (
-        time.monotonic() + rt.settings.auth_cache_seconds,
-        found is not None,
-    )
+    remember(rt, cache_key, found is not None)
     return found is not None
 
 

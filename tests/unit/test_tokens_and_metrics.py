@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, date, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from rewards.errors import InvalidInput, Unauthenticated
 from rewards.services.metrics import percentile, period_number, shift
-from rewards.services.tokens import LEEWAY, check_times, looks_like_jwt, parse_ttl
+from rewards.services.tokens import LEEWAY, check_times, looks_like_jwt, parse_ttl, remember
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 T = int(NOW.timestamp())
@@ -93,3 +96,12 @@ def test_periods_are_numbered_consecutively(per: str, earlier: date, later: date
 )
 def test_nearest_rank_percentile(values: list[float], share: float, expected: float | None) -> None:
     assert percentile(values, share) == expected
+
+
+def test_the_auth_cache_stays_bounded() -> None:
+    rt: Any = SimpleNamespace(auth_cache={}, settings=SimpleNamespace(auth_cache_seconds=60))
+    rt.auth_cache["stale"] = (time.monotonic() - 1, True)
+    for number in range(10):
+        remember(rt, f"k{number}", number, limit=5)
+        assert len(rt.auth_cache) <= 5
+    assert "stale" not in rt.auth_cache and rt.auth_cache["k9"][1] == 9
