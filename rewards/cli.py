@@ -416,10 +416,6 @@ def leaderboards_rebuild(
             embedded.stop()
 
 
-if __name__ == "__main__":
-    app()
-
-
 @tokens_app.command("mint")
 def tokens_mint(
     program: Annotated[str, typer.Option(help="The program (the token's audience).")],
@@ -451,3 +447,7 @@ def tokens_mint(
     except RewardsError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(1) from None
+
+
+if __name__ == "__main__":
+    app()

@@ -181,17 +181,10 @@ async def around(
         await _check_user(rt, program_id, user_id)
     page = entries(rows, names, first)
     mine = next((entry for entry in page if entry["user_id"] == user_id), None)
-    if (
-        rank < 0 and known and own_standing
-    ):  # opted out? where they would stand, without them in the entries
-        [own] = await standing.standings(rt, keys, user_id, [(chosen.id, board)])
-        if own["rank"] is not None:
-            mine = own
-            start = max(0, own["rank"] - 1 - k)
-            _, rows, names = await scripts.PAGE(
-                rt.redis, [keys.board(chosen.id, board), keys.names], [start, own["rank"] + k - 2]
-            )
-            page = entries(rows, names, start)
+    if rank < 0 and known and own_standing:  # opted out: where they would stand, unseen
+        found = await standing.around(rt, keys, user_id, chosen.id, board, k)
+        if found is not None:
+            mine, page = found[0], entries(*found[1:])
     return {
         "board": board,
         **period_view(chosen, context.tz, now),
