@@ -13,6 +13,7 @@ A reward's ``status``::
                   └──► needs_review   (GIFQ rejected the order, or the user has no email)
     on_hold | needs_review ──(approve: try again)──► pending
                            └─(reject)──► rejected
+    not yet sent to GIFQ ──(the person erased: ``services.erasure``)──► cancelled
 
 Points: creating a reward holds its cost (``user_balances.held``, not a ledger movement;
 ``available = balance - held``); GIFQ accepting the order turns the hold into a
