@@ -71,11 +71,7 @@ async def retract(
         program_id=principal.program_id,
         action="event.retract",
         target=event_id,
-        after={
-            "user_id": result["user_id"],
-            "points": result["points"],
-            "reason": data.reason if data else None,
-        },
+        after={"points": result["points"], "reason": data.reason if data else None},
         at=rt.clock(),
     )
     return result

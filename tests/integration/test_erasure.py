@@ -101,7 +101,13 @@ async def test_erasure_removes_the_person_and_keeps_the_money_trail(
         )
         [sent] = await rewards_of(program, "ann")
         assert await fulfil(runtime, sent["id"]) == "submitted"
-        await program.post_events(event("a3", "ann"), event("a4", "ann"))
+        await program.post_events(
+            event("a3", "ann"),
+            event("a4", "ann"),
+            event("k2", "ann", "slack.kudos", actor_id="bob"),
+        )
+        response = await program.request("POST", "/v1/events/k2/retract", json={})
+        assert response.status_code == 200
         sent, waiting = await rewards_of(program, "ann")
         assert (sent["status"], waiting["status"]) == ("submitted", "pending")
         before = await program.balance("ann")
@@ -147,7 +153,7 @@ async def test_erasure_removes_the_person_and_keeps_the_money_trail(
         assert (kept["status"], kept["gifq_order_id"]) == ("submitted", sent["gifq_order_id"])
         assert (cancelled["status"], cancelled["points_released"]) == ("cancelled", True)
         ledger = (await program.request("GET", f"/v1/users/{pseudonym}/ledger")).json()["entries"]
-        assert [entry["kind"] for entry in ledger].count("earn") == 4
+        assert [entry["kind"] for entry in ledger].count("earn") == 5  # 4 courses, 1 kudos
         profile = (await program.request("GET", f"/v1/users/{pseudonym}")).json()
         assert (profile["name"], profile["email"], profile["attributes"]) == (None, None, {})
         assert (profile["department"], profile["leaderboard_opt_out"]) == ("sales", True)
