@@ -65,7 +65,7 @@ def version_view(row: RuleSetVersion) -> dict[str, Any]:
     }
 
 
-@router.post("", status_code=201, responses=error_responses(401, 409, 422))
+@router.post("", status_code=201, responses=error_responses(401, 403, 409, 422))
 async def create(
     data: ProgramIn, request: Request, rt: RuntimeDep, session: SessionDep
 ) -> dict[str, Any]:

@@ -177,6 +177,7 @@ def expected(path: str, route: Route, credential: str) -> int:
 class World:
     program: ProgramClient
     headers: dict[str, dict[str, str]]
+    document: dict[str, Any]
 
 
 def bearer(value: str) -> dict[str, str]:
@@ -192,7 +193,7 @@ async def make_key(program: ProgramClient, scope: str) -> str:
 
 
 @pytest.fixture(scope="module")
-async def world(http: httpx.AsyncClient) -> World:
+async def world(http: httpx.AsyncClient, runtime: Runtime) -> World:
     program = await new_program(http)
     other = await new_program(http)
     assert (await program.put_rules(RULES)).status_code == 200
@@ -222,7 +223,7 @@ async def world(http: httpx.AsyncClient) -> World:
         "token_forged": signed("u-me", key="not-the-programs-secret-" + "x" * 40),
         "token_wrong_audience": signed("u-me", aud=other.id),
     }
-    return World(program, headers)
+    return World(program, headers, create_app(runtime.settings, runtime=runtime).openapi())
 
 
 def document_routes(runtime: Runtime) -> set[tuple[str, str]]:
@@ -264,3 +265,7 @@ async def test_each_credential_gets_the_expected_status(
         if response.status_code >= 400:
             assert "error" in response.json(), (credential, response.text)
     assert got == want
+    # The document describes every error a caller can get here.
+    described = world.document["paths"][path][method.lower()]["responses"]
+    undocumented = {s for s in got.values() if s >= 400 and str(s) not in described}
+    assert undocumented == set(), f"add {sorted(undocumented)} to the route's error_responses"
