@@ -193,8 +193,8 @@ def jwks_server() -> Iterator[tuple[str, dict[str, Any]]]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             state["fetches"] += 1
-            body = json.dumps({"keys": state["keys"]}).encode()
-            self.send_response(200)
+            body = state.get("body") or json.dumps({"keys": state["keys"]}).encode()
+            self.send_response(state.get("status", 200))
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -304,3 +304,31 @@ challenges:
     assert redeemed.json()["rewards"] == []
     theirs = await program.http.post("/v1/users/bob/redemptions", json={}, headers=bearer(mine))
     assert theirs.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        ({"status": 500}, "answered 500"),
+        ({"body": b"<html>not json</html>"}, "did not return a JWKS"),
+        ({"body": b'{"keys": [' + b'{"kty": "EC"},' * 6000 + b"{}]}"}, "larger than"),
+    ],
+)
+async def test_a_broken_key_set_is_a_401_not_a_crash(
+    program: ProgramClient,
+    jwks_server: tuple[str, dict[str, Any]],
+    answer: dict[str, Any],
+    reason: str,
+) -> None:
+    url, state = jwks_server
+    await staffed(program)
+    state.update(answer)
+    response = await program.request(
+        "PUT", "/v1/programs/current/settings", json={"employee_token_jwks_url": url}
+    )
+    assert response.status_code == 200
+    key = ec.generate_private_key(ec.SECP256R1())
+    signed = token(program, "ann", key=key, algorithm="ES256", headers={"kid": "k1"})
+    refused = await get(program, "/v1/users/ann/balance", signed)
+    assert refused.status_code == 401
+    assert reason in refused.json()["error"]["message"]

@@ -15,6 +15,7 @@ from rewards.leaderboards.outbox import wait_for_deliveries
 from rewards.leaderboards.rebuild import rebuild
 from rewards.runtime import Runtime
 from rewards.services.fulfilment import fulfil
+from rewards.services.ledger import verify_balances
 from sandbox import running_sandbox
 from tests.conftest import ProgramClient, event
 from tests.integration.employees import accept_tokens, bearer, token
@@ -188,6 +189,8 @@ async def test_erasure_removes_the_person_and_keeps_the_money_trail(
             await program.request("GET", "/v1/rewards", headers={"Accept": "text/csv"})
         )
         stored = await everything_the_program_stores(runtime, program.id)
+        async with runtime.sessions() as session:
+            assert await verify_balances(session, program.id) == []  # the ledger still adds up
     for response in responses:
         assert response.status_code == 200, response.text
     seen = "\n".join(response.text for response in responses) + stored + caplog.text
