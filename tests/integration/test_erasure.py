@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -226,3 +227,39 @@ async def test_a_reward_being_sent_makes_erasure_wait(
             {"p": program.id},
         )
     assert found == 0
+
+
+async def test_events_racing_an_erasure_land_before_it_or_are_refused(
+    program: ProgramClient, runtime: Runtime
+) -> None:
+    assert (
+        await program.put_rules(rules("6f1c2a9e-0000-4000-8000-000000000001"))
+    ).status_code == 200
+    await program.put_user("ann", name=NAME, email=EMAIL)
+
+    async def send(number: int) -> dict[str, Any]:
+        response = await program.request("POST", "/v1/events", json=event(f"r{number}", "ann"))
+        assert response.status_code == 200, response.text
+        return dict(response.json()["results"][0])
+
+    async def erase() -> dict[str, Any]:
+        await asyncio.sleep(0.01)
+        response = await program.request("DELETE", "/v1/users/ann", params={"erase": "true"})
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    *results, erased = await asyncio.gather(*(send(n) for n in range(20)), erase())
+    applied = [r for r in results if r["status"] == "applied"]
+    refused = [r for r in results if r["status"] == "rejected"]
+    assert len(applied) + len(refused) == 20
+    assert all(r["error"]["code"] == "unknown_user" for r in refused)
+    balance = await program.balance(erased["pseudonym"])
+    assert balance["lifetime_earned"] == 30 * len(applied)
+    async with runtime.sessions() as session:
+        assert await verify_balances(session, program.id) == []
+    async with runtime.engine.connect() as connection:
+        left = await connection.scalar(
+            text("SELECT count(*) FROM ledger_entries WHERE program_id = :p AND user_id = 'ann'"),
+            {"p": program.id},
+        )
+    assert left == 0
