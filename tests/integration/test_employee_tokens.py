@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -17,6 +19,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from api.app import create_app
+from rewards.runtime import Runtime
 from tests.conftest import ProgramClient, event, new_program
 from tests.integration.employees import RULES, SECRET, accept_tokens, bearer, claims_for, token
 
@@ -332,3 +336,32 @@ async def test_a_broken_key_set_is_a_401_not_a_crash(
     refused = await get(program, "/v1/users/ann/balance", signed)
     assert refused.status_code == 401
     assert reason in refused.json()["error"]["message"]
+
+
+async def test_revocation_reaches_another_process_within_the_auth_cache_time(
+    program: ProgramClient, runtime: Runtime
+) -> None:
+    """Two API processes over one database: a revocation in one is seen by the other once
+    its cached answer expires (``REWARDS_AUTH_CACHE_SECONDS``)."""
+    await staffed(program)
+    settings = runtime.settings.model_copy(update={"auth_cache_seconds": 0.3})
+    other = replace(runtime, settings=settings, auth_cache={}, programs={})
+    transport = httpx.ASGITransport(app=create_app(settings, runtime=other))
+    async with httpx.AsyncClient(transport=transport, base_url="http://other.test") as second:
+        signed = token(program, "ann", jti="tok-cached")
+        assert (
+            await second.get("/v1/users/ann/balance", headers=bearer(signed))
+        ).status_code == 200
+        response = await program.request(
+            "POST", "/v1/programs/current/token-revocations", json={"jti": "tok-cached"}
+        )
+        assert response.status_code == 201
+        # The first process refuses at once; the second still has the answer it cached.
+        assert (await get(program, "/v1/users/ann/balance", signed)).status_code == 401
+        assert (
+            await second.get("/v1/users/ann/balance", headers=bearer(signed))
+        ).status_code == 200
+        await asyncio.sleep(0.35)
+        assert (
+            await second.get("/v1/users/ann/balance", headers=bearer(signed))
+        ).status_code == 401
