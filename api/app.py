@@ -15,15 +15,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import errors, openapi
 from api.gate import Gate, check_parameters
 from api.routes import (
+    audit,
     challenges,
+    erasure,
     events,
     hris,
     leaderboards,
+    metrics,
     ops,
     programs,
     rewards,
     sources,
     streaks,
+    tokens,
     users,
     webhooks,
 )
@@ -110,6 +114,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         webhooks,
         sources,
         hris,
+        tokens,
+        audit,
+        metrics,
+        erasure,
     ):
         app.include_router(module.router)
     app.add_middleware(Gate)  # credentials, rates and body limits, before any body is read

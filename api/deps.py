@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rewards.errors import BadRequest, Forbidden, Unauthenticated
 from rewards.runtime import Runtime
+from rewards.services import audit, tokens
 from rewards.services.keys import Principal, Scope, authenticate
 
 
@@ -69,20 +70,31 @@ def bearer_token(request: Request) -> str:  # plain function: called, not inject
 
 
 async def identify(rt: Runtime, token: str | None) -> Principal:
-    """Whose credential this is. The one place that recognises a bearer credential."""
+    """Whose credential this is: an API key, or an employee token (a JWT). The one place
+    that recognises a bearer credential."""
     if token is None:
         raise Unauthenticated("send 'Authorization: Bearer <api key>'")
+    if tokens.looks_like_jwt(token):
+        return await tokens.authenticate(rt, token)
     return await authenticate(rt, token)
 
 
-def require(scope: Scope) -> Callable[..., Coroutine[Any, Any, Principal]]:
+def require(
+    scope: Scope, *, employees: bool = False
+) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    """An API key with ``scope``; with ``employees``, also an employee token (a JWT), limited
+    to its own user and cohorts' boards (``tokens.authorise``)."""
+
     async def dependency(request: Request, rt: RuntimeDep) -> Principal:
-        principal = request.scope.get("state", {}).get("principal")
+        principal = request.scope.get("state", {}).get("principal")  # the gate's, usually
         if not isinstance(principal, Principal):
             principal = await identify(rt, bearer(request.headers.get("authorization")))
-            request.state.principal = principal
-        if not principal.allows(scope):
+        if principal.user_id is not None:  # an employee token
+            await tokens.authorise(rt, principal, request.path_params, allowed=employees)
+        elif not principal.allows(scope):
             raise Forbidden(f"this key lacks the '{scope.value}' scope")
+        request.state.principal = principal
+        audit.bind(principal.key_id, request.scope.get("state", {}).get("request_id"))
         return principal
 
     return dependency
@@ -91,6 +103,10 @@ def require(scope: Scope) -> Callable[..., Coroutine[Any, Any, Principal]]:
 Admin = Annotated[Principal, Depends(require(Scope.admin))]
 Reader = Annotated[Principal, Depends(require(Scope.read))]
 Writer = Annotated[Principal, Depends(require(Scope.events_write))]
+# Routes an employee token may use too (its own user's data, its cohorts' boards).
+SelfReader = Annotated[Principal, Depends(require(Scope.read, employees=True))]
+SelfWriter = Annotated[Principal, Depends(require(Scope.events_write, employees=True))]
+AdminOrEmployee = Annotated[Principal, Depends(require(Scope.admin, employees=True))]
 
 
 async def json_body(request: Request) -> Any:

@@ -24,6 +24,7 @@ ledger_app = typer.Typer(help="The points ledger.", no_args_is_help=True)
 challenges_app = typer.Typer(help="Challenges.", no_args_is_help=True)
 leaderboards_app = typer.Typer(help="Leaderboards (Redis).", no_args_is_help=True)
 secrets_app = typer.Typer(help="Secrets at rest (REWARDS_SECRET_KEY).", no_args_is_help=True)
+tokens_app = typer.Typer(help="Employee tokens.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(programs_app, name="programs")
 app.add_typer(rules_app, name="rules")
@@ -31,6 +32,7 @@ app.add_typer(ledger_app, name="ledger")
 app.add_typer(challenges_app, name="challenges")
 app.add_typer(leaderboards_app, name="leaderboards")
 app.add_typer(secrets_app, name="secrets")
+app.add_typer(tokens_app, name="tokens")
 
 
 def migrate(settings: Settings) -> None:
@@ -442,8 +444,10 @@ def challenges_apply(
     async def run() -> tuple[int, bool]:
         from rewards.db.engine import create_engine, create_sessionmaker
         from rewards.runtime import utc_now
+        from rewards.services import audit
         from rewards.services.challenges import put_challenges
 
+        audit.bind("cli")
         engine = create_engine(settings.effective_database_url)
         try:
             async with create_sessionmaker(engine)() as session, session.begin():
@@ -589,6 +593,39 @@ def secrets_new_key() -> None:
     from rewards import secrets
 
     typer.echo(secrets.new_key())
+
+
+@tokens_app.command("mint")
+def tokens_mint(
+    program: Annotated[str, typer.Option(help="The program (the token's audience).")],
+    user: Annotated[str, typer.Option(help="The user id (the token's subject).")],
+    ttl: Annotated[str, typer.Option(help="Lifetime: 30s, 10m, 1h.")] = "10m",
+) -> None:
+    """Print an employee token signed with the program's employee_token_secret (development)."""
+    from rewards.errors import RewardsError
+    from rewards.services.tokens import mint_for, parse_ttl
+
+    settings = Settings()
+    migrate(settings)
+
+    async def run() -> str:
+        from rewards.db.engine import create_engine, create_sessionmaker
+        from rewards.runtime import utc_now
+
+        engine = create_engine(settings.effective_database_url)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                return await mint_for(
+                    session, program_id=program, user_id=user, ttl=parse_ttl(ttl), now=utc_now()
+                )
+        finally:
+            await engine.dispose()
+
+    try:
+        typer.echo(asyncio.run(run()))
+    except RewardsError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from None
 
 
 if __name__ == "__main__":

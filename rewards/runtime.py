@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from rewards import net, secrets
 from rewards.db.engine import create_engine, create_sessionmaker
+from rewards.jwks import JwksCache
 from rewards.redis_server import EmbeddedRedis, redis_url_for_socket, start_embedded
 from rewards.settings import Settings
 from rules import RuleSet
@@ -50,6 +51,8 @@ class Runtime:
     programs: dict[str, tuple[float, Any]] = field(default_factory=dict)
     # program id -> (cached until, its settings); see rewards.sources.common
     program_settings: dict[str, tuple[float, dict[str, Any] | None]] = field(default_factory=dict)
+    # Key sets that sign employee tokens, by URL; see rewards.services.tokens
+    jwks: JwksCache = field(default_factory=JwksCache)
 
     @cached_property
     def group_commit(self) -> GroupCommit:

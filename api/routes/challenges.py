@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 
-from api.deps import Admin, RuntimeDep, SessionDep
+from api.deps import Admin, AdminOrEmployee, RuntimeDep, SessionDep
 from api.errors import error_responses
 from api.routes.programs import YAML_BODY
 from rewards.errors import BadRequest
@@ -56,12 +56,18 @@ async def validate_challenges(request: Request, principal: Admin) -> dict[str, A
 
 
 @router.get("/challenges", responses=error_responses(401, 403))
-async def list_challenges(principal: Admin, rt: RuntimeDep, session: SessionDep) -> dict[str, Any]:
-    """The challenges in force with live state: active or not, completions, slots left."""
+async def list_challenges(
+    principal: AdminOrEmployee, rt: RuntimeDep, session: SessionDep
+) -> dict[str, Any]:
+    """The challenges in force with live state: active or not, completions, slots left.
+    An employee token sees the active ones only."""
     context = await program_context(rt, await session.connection(), principal.program_id)
-    return await challenge_service.live_state(
+    state = await challenge_service.live_state(
         session, program_id=principal.program_id, tz=context.tz, now=rt.clock()
     )
+    if principal.user_id is not None:
+        state["challenges"] = [item for item in state["challenges"] if item["active"]]
+    return state
 
 
 @router.get("/challenges/versions", responses=error_responses(401, 403))

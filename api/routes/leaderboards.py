@@ -15,14 +15,14 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from api.deps import Reader, RuntimeDep, SessionDep, require
+from api.deps import RuntimeDep, SelfReader, SessionDep, require
 from api.errors import error_responses
 from rewards.errors import InvalidInput
 from rewards.leaderboards import boards, snapshots
 from rewards.services.keys import Scope
 
 router = APIRouter(prefix="/v1", tags=["leaderboards"])
-authorise_read = require(Scope.read)
+authorise_read = require(Scope.read, employees=True)
 
 PERIOD = "`all`, `week` or `month` (the current one), or a period id: `2026-W12`, `2026-03`."
 
@@ -171,6 +171,7 @@ async def around(board: str, user_id: str, request: Request) -> Response:
             user_id=user_id,
             period=request.query_params.get("period", "all"),
             k=k,
+            own_standing=principal.user_id == user_id,
         )
     )
 
@@ -182,7 +183,7 @@ async def around(board: str, user_id: str, request: Request) -> Response:
 )
 async def history(
     board: str,
-    principal: Reader,
+    principal: SelfReader,
     rt: RuntimeDep,
     session: SessionDep,
     period: Annotated[str, Query(description="A closed week or month: `2026-W12`, `2026-03`.")],
@@ -210,6 +211,7 @@ class Rank(BaseModel):
     rank: int | None
     points: int
     size: int
+    visible: bool = True  # false: opted out; rank is where they would stand, seen only by them
 
 
 class Ranks(BaseModel):
@@ -224,7 +226,9 @@ class Ranks(BaseModel):
     "/users/{user_id}/ranks", response_model=Ranks, responses=error_responses(401, 403, 404)
 )
 async def user_ranks(
-    user_id: str, principal: Reader, rt: RuntimeDep, session: SessionDep
+    user_id: str, principal: SelfReader, rt: RuntimeDep, session: SessionDep
 ) -> dict[str, Any]:
     """The user's rank on each board they belong to now: all time, this week, this month."""
-    return await boards.user_ranks(rt, session, principal.program_id, user_id)
+    return await boards.user_ranks(
+        rt, session, principal.program_id, user_id, own_standing=principal.user_id == user_id
+    )

@@ -10,13 +10,13 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from api.deps import Admin, RuntimeDep, SessionDep, bearer_token
-from api.errors import error_responses
+from api.errors import error_responses, request_id
 from rewards.db.models import ApiKey, Program, RuleSetVersion
 from rewards.errors import BadRequest, NotFound, Unauthenticated
 from rewards.leaderboards.generations import start_generation
 from rewards.leaderboards.keys import program_keys
+from rewards.services import audit, rulesets, tokens
 from rewards.services import keys as key_service
-from rewards.services import rulesets
 from rewards.services.programs import (
     ProgramIn,
     ProgramSettingsIn,
@@ -68,7 +68,7 @@ def version_view(row: RuleSetVersion) -> dict[str, Any]:
     }
 
 
-@router.post("", status_code=201, responses=error_responses(401, 409, 422))
+@router.post("", status_code=201, responses=error_responses(401, 403, 409, 422))
 async def create(
     data: ProgramIn, request: Request, rt: RuntimeDep, session: SessionDep
 ) -> dict[str, Any]:
@@ -82,6 +82,7 @@ async def create(
     )
     if rt.sandbox is not None:
         await wire_program(session, program, rt.sandbox)
+    await audit.record_program_created(session, program, key, request_id=request_id(request))
     return {"program": program_view(program), "api_key": key_view(key, secret)}
 
 
@@ -95,8 +96,11 @@ async def put_settings(
     data: ProgramSettingsIn, principal: Admin, session: SessionDep, rt: RuntimeDep
 ) -> dict[str, Any]:
     """Integration settings and secrets (GIFQ, Slack, employee tokens). Secrets are write-only."""
+    before = settings_view((await get_program(session, principal.program_id)).settings or {})
     view = await update_settings(session, principal.program_id, data)
+    await audit.record_settings(session, principal.program_id, before, view, at=rt.clock())
     rt.programs.pop(principal.program_id, None)  # max_points_per_event is in the context
+    tokens.forget_keys(rt, principal.program_id)  # this process at once; others within the cache
     return view
 
 
@@ -121,6 +125,14 @@ async def create_key(
         scopes=[scope.value for scope in data.scopes],
         now=rt.clock(),
     )
+    await audit.record(
+        session,
+        program_id=principal.program_id,
+        action="key.create",
+        target=key.id,
+        after=key_view(key),
+        at=rt.clock(),
+    )
     return key_view(key, secret)
 
 
@@ -138,6 +150,14 @@ async def revoke_key(
     key_id: str, principal: Admin, rt: RuntimeDep, session: SessionDep
 ) -> dict[str, Any]:
     key = await key_service.revoke_key(rt, session, program_id=principal.program_id, key_id=key_id)
+    await audit.record(
+        session,
+        program_id=principal.program_id,
+        action="key.revoke",
+        target=key.id,
+        after=key_view(key),
+        at=rt.clock(),
+    )
     return key_view(key)
 
 
@@ -155,6 +175,15 @@ async def put_rules(
     row, changed = await rulesets.put_rules(
         rt, session, program_id=principal.program_id, source=source, author_key_id=principal.key_id
     )
+    if changed:
+        await audit.record(
+            session,
+            program_id=principal.program_id,
+            action="rules.update",
+            target=str(row.version),
+            after=version_view(row),
+            at=rt.clock(),
+        )
     return {**version_view(row), "changed": changed}
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
-from api.deps import Admin, Reader, RuntimeDep, SessionDep, Writer
+from api.deps import Admin, RuntimeDep, SelfReader, SelfWriter, SessionDep
 from api.errors import error_responses
 from rewards.services import reports
 from rewards.services import rewards as reward_service
@@ -29,7 +29,7 @@ RewardId = Annotated[int, Path(ge=1, le=MAX_REWARD_ID, description="the reward's
 
 
 @router.get("/v1/users/{user_id}/rewards", responses=error_responses(401, 403, 404))
-async def user_rewards(user_id: str, principal: Reader, session: SessionDep) -> dict[str, Any]:
+async def user_rewards(user_id: str, principal: SelfReader, session: SessionDep) -> dict[str, Any]:
     """The user's rewards, newest first, with status, GIFQ order and recipient status."""
     rows = await reward_service.user_rewards(session, principal.program_id, user_id)
     views = await reward_views(session, rows)
@@ -40,7 +40,7 @@ async def user_rewards(user_id: str, principal: Reader, session: SessionDep) -> 
 
 @router.post("/v1/users/{user_id}/redemptions", responses=error_responses(401, 403, 404, 409, 422))
 async def redeem(
-    user_id: str, principal: Writer, rt: RuntimeDep, data: RedemptionIn | None = None
+    user_id: str, principal: SelfWriter, rt: RuntimeDep, data: RedemptionIn | None = None
 ) -> dict[str, Any]:
     """Redeem now: send the user's unlocked (``redeem_now``) rewards, or the one named."""
     redeemed = await reward_service.redeem(

@@ -6,8 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from api.deps import Admin, Reader, RuntimeDep, SessionDep
+from api.deps import Admin, Reader, RuntimeDep, SelfReader, SessionDep
 from api.errors import error_responses
+from rewards.services import audit
 from rewards.services import streaks as streak_service
 from rewards.services.context import program_context
 from rewards.services.streaks import PauseIn
@@ -17,7 +18,7 @@ router = APIRouter(prefix="/v1/users", tags=["streaks"])
 
 @router.get("/{user_id}/streaks", responses=error_responses(401, 403, 404))
 async def user_streaks(
-    user_id: str, principal: Reader, rt: RuntimeDep, session: SessionDep
+    user_id: str, principal: SelfReader, rt: RuntimeDep, session: SessionDep
 ) -> dict[str, Any]:
     """Each streak of the rule set as the user stands now (broken once the grace ran out)."""
     context = await program_context(rt, await session.connection(), principal.program_id)
@@ -43,7 +44,16 @@ async def add_pause(
         author_key_id=principal.key_id,
         now=rt.clock(),
     )
-    return streak_service.pause_view(row)
+    view = streak_service.pause_view(row)
+    await audit.record(
+        session,
+        program_id=principal.program_id,
+        action="user.pause",
+        target=user_id,
+        after=view,
+        at=rt.clock(),
+    )
+    return view
 
 
 @router.get("/{user_id}/streak-pauses", responses=error_responses(401, 403, 404))

@@ -10,12 +10,12 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.deps import Admin, Reader, RuntimeDep, SessionDep
+from api.deps import Admin, Reader, RuntimeDep, SelfReader, SessionDep
 from api.errors import error_responses
 from rewards.db.models import User
 from rewards.leaderboards.directory import refresh_users
 from rewards.runtime import Runtime
-from rewards.services import ledger
+from rewards.services import audit, ledger
 from rewards.services.context import program_context
 from rewards.services.users import (
     USER_ID,
@@ -73,8 +73,12 @@ async def put_user(
     """Create or replace a user. An opt-out takes effect on the boards before this returns."""
     check_user_id(user_id)
     async with rt.sessions() as session, session.begin():
+        before = await audit.user_before(session, principal.program_id, user_id)
         user, created = await upsert_user(
             session, program_id=principal.program_id, user_id=user_id, data=data, now=rt.clock()
+        )
+        await audit.record_user_change(
+            session, program_id=principal.program_id, user_id=user_id, before=before, at=rt.clock()
         )
         view = {**await _view(rt, session, principal.program_id, user), "created": created}
     await _show_on_boards(rt, principal.program_id, [user_id])
@@ -125,6 +129,9 @@ async def bulk(request: Request, principal: Admin, rt: RuntimeDep) -> dict[str, 
         created = await upsert_users(
             session, program_id=principal.program_id, rows=accepted, now=rt.clock()
         )
+        await audit.record_bulk(
+            session, principal.program_id, [i for i, _ in accepted], created, at=rt.clock()
+        )
     await _show_on_boards(rt, principal.program_id, [user_id for user_id, _ in accepted])
     for position, was_created in zip(positions, created, strict=True):
         results[position]["status"] = "created" if was_created else "updated"
@@ -145,7 +152,7 @@ async def read_user(
 
 @router.get("/{user_id}/balance", responses=error_responses(401, 403, 404))
 async def balance(
-    user_id: str, principal: Reader, rt: RuntimeDep, session: SessionDep
+    user_id: str, principal: SelfReader, rt: RuntimeDep, session: SessionDep
 ) -> dict[str, Any]:
     """Balance, lifetime earned, held points and what expires next (soonest first)."""
     return await ledger.balance(session, principal.program_id, user_id, rt.clock())
@@ -154,7 +161,7 @@ async def balance(
 @router.get("/{user_id}/ledger", responses=error_responses(401, 403, 404, 422))
 async def user_ledger(
     user_id: str,
-    principal: Reader,
+    principal: SelfReader,
     session: SessionDep,
     limit: Annotated[int | None, Query(ge=1, le=500, description="1 to 500; default 50")] = None,
     cursor: Annotated[str | None, Query()] = None,

@@ -95,6 +95,8 @@ class Reward(Base):
     # A finished reward's last read-back from GIFQ (order, per-card payouts) is done.
     reconciled_at: Mapped[datetime | None] = mapped_column(Timestamp())
     released_at: Mapped[datetime | None] = mapped_column(Timestamp())
+    # When the recipient's status first reached ``redeemed`` (programme metrics).
+    redeemed_at: Mapped[datetime | None] = mapped_column(Timestamp())
     # The month (``YYYY-MM``, program time) whose budget this reward's money counts in.
     budget_month: Mapped[str | None] = mapped_column(String(7))
     # The admin key that approved or rejected it.

@@ -33,7 +33,7 @@ from engine.boards import (
 )
 from rewards.db.models import User
 from rewards.errors import InvalidInput, NotFound
-from rewards.leaderboards import scripts
+from rewards.leaderboards import scripts, standing
 from rewards.leaderboards.keys import program_keys
 from rewards.runtime import Runtime
 from rewards.services.context import ProgramContext, program_context
@@ -160,9 +160,17 @@ async def board_page(
 
 
 async def around(
-    rt: Runtime, program_id: str, *, board: str, user_id: str, period: str, k: int
+    rt: Runtime,
+    program_id: str,
+    *,
+    board: str,
+    user_id: str,
+    period: str,
+    k: int,
+    own_standing: bool = False,
 ) -> dict[str, Any]:
-    """The user and up to ``k`` ranks either side (``rank`` is null when not on the board)."""
+    """The user and up to ``k`` ranks either side (``rank`` is null when not on the board).
+    ``own_standing``: the user asks (an employee token); if opted out, where they would stand."""
     if not 0 <= k <= MAX_AROUND:
         raise InvalidInput(
             f"k must be between 0 and {MAX_AROUND}", code="invalid_k", details=[{"pointer": "/k"}]
@@ -181,6 +189,10 @@ async def around(
         await _check_user(rt, program_id, user_id)
     page = entries(rows, names, first)
     mine = next((entry for entry in page if entry["user_id"] == user_id), None)
+    if rank < 0 and known and own_standing:  # opted out: where they would stand, unseen
+        found = await standing.around(rt, keys, user_id, chosen.id, board, k)
+        if found is not None:
+            mine, page = found[0], entries(*found[1:])
     return {
         "board": board,
         **period_view(chosen, context.tz, now),
@@ -203,9 +215,15 @@ async def _check_user(rt: Runtime, program_id: str, user_id: str) -> None:
 
 
 async def user_ranks(
-    rt: Runtime, session: AsyncSession, program_id: str, user_id: str
+    rt: Runtime,
+    session: AsyncSession,
+    program_id: str,
+    user_id: str,
+    *,
+    own_standing: bool = False,
 ) -> dict[str, Any]:
-    """The user's rank on every board they are on now, for all time, this week and month."""
+    """The user's rank on every board they are on now, for all time, this week and month.
+    ``own_standing``: the user asks (an employee token); if opted out, where they would stand."""
     user = await get_user(session, program_id, user_id)
     context = await program_context(rt, await session.connection(), program_id)
     now = rt.clock()
@@ -232,6 +250,12 @@ async def user_ranks(
                 "size": total,
             }
         )
+    if (
+        user.leaderboard_opt_out and own_standing
+    ):  # their own standing, as if they were on the boards
+        own = await standing.standings(rt, keys, user_id, [(p.id, b) for b, p in pairs])
+        for rank, mine in zip(ranks, own, strict=True):
+            rank.update(rank=mine["rank"], points=mine["points"], visible=False)
     return {
         "user_id": user_id,
         "leaderboard_opt_out": user.leaderboard_opt_out,

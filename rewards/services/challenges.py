@@ -38,7 +38,7 @@ from rewards.db.engagement_models import (
 from rewards.db.models import Program
 from rewards.errors import NotFound, RulesRejected
 from rewards.runtime import Runtime
-from rewards.services import rulesets
+from rewards.services import audit, rulesets
 from rules import IsoDuration, RuleSet, RulesInvalid
 from rules.challenges import Challenge, ChallengeSet, load_challenges
 
@@ -110,6 +110,14 @@ async def put_challenges(
     )
     session.add(row)
     await session.flush()
+    await audit.record(
+        session,
+        program_id=program_id,
+        action="challenges.update",
+        target=str(row.version),
+        after={"version": row.version, "via": via},
+        at=now,
+    )
     if rt is not None:
         rt.programs.pop(program_id, None)
     return row, True

@@ -31,6 +31,9 @@ class Principal:
     key_id: str
     scopes: frozenset[Scope]
     rate: Rate | None = None  # the program's own request rate per key; None: the default
+    # Set for an employee token (``rewards.services.tokens``): the only person it may read.
+    user_id: str | None = None
+    token_id: str | None = None  # the token's ``jti``
 
     def allows(self, scope: Scope) -> bool:
         return Scope.admin in self.scopes or scope in self.scopes

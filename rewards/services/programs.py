@@ -15,6 +15,7 @@ from rewards import net, secrets
 from rewards.db.models import ApiKey, Program
 from rewards.errors import Conflict, InvalidInput, NotFound
 from rewards.services.keys import Scope, create_key
+from rewards.services.tokens import load_public_key
 from rewards.settings import gifq_callback_path
 
 # IANA timezone names, as the OpenAPI document lists them (checked by validate_timezone).
@@ -109,6 +110,10 @@ class ProgramSettingsIn(BaseModel):
         Field(default=None, max_length=100)
     )
     employee_token_secret: str | None = Field(default=None, min_length=32, max_length=2000)
+    # Or RS256/ES256: a PEM public key, or a JWKS URL (``rewards.services.tokens``).
+    employee_token_public_key: str | None = Field(default=None, max_length=10_000)
+    employee_token_jwks_url: str | None = Field(default=None, pattern=r"^https?://", max_length=500)
+    employee_token_max_lifetime: int | None = Field(default=None, ge=60, le=86_400)
     # Where admin alerts go (a reward on hold or needing review), and the secret signing them.
     alert_webhook_url: str | None = Field(default=None, pattern=r"^https?://", max_length=500)
     alert_webhook_secret: str | None = Field(default=None, min_length=8, max_length=500)
@@ -128,6 +133,13 @@ class ProgramSettingsIn(BaseModel):
 
     # The most points the rules may give one event; an event over it is rejected.
     max_points_per_event: int | None = Field(default=None, ge=1, le=MAX_POINTS_PER_EVENT_LIMIT)
+
+    @field_validator("employee_token_public_key")
+    @classmethod
+    def _public_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            load_public_key(value)  # a ValueError names what is wrong
+        return value
 
 
 SECRET_SETTINGS = secrets.SECRET_SETTINGS  # encrypted at rest by the database layer

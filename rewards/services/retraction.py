@@ -40,8 +40,8 @@ from rewards.errors import NotFound
 from rewards.leaderboards import outbox as leaderboard_outbox
 from rewards.leaderboards.postings import Batch, Reversal, post_reversals
 from rewards.runtime import Runtime
+from rewards.services import audit, funding
 from rewards.services import challenges as challenge_service
-from rewards.services import funding
 from rewards.services import streaks as streak_service
 from rewards.services.alerts import raise_alert
 from rewards.services.balances import add_to_balances, lock_people
@@ -106,6 +106,14 @@ async def _retract(
         )
         event.retracted_at = now
         event.retraction = undone
+        await audit.record(
+            session,
+            program_id=program_id,
+            action="event.retract",
+            target=event.id,
+            after={"points": undone.get("points", 0), "reason": reason},
+            at=now,
+        )
         answer = _answer(event)
         settings = await _settings(session, program_id) if alert is not None else {}
     await leaderboard_outbox.deliver(rt, boards)

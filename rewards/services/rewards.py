@@ -14,7 +14,7 @@ A reward's ``status``::
                   └──► needs_review   (GIFQ rejected the order, or the user has no email)
     on_hold | needs_review ──(approve: try again)──► pending
                            └─(reject)──► rejected
-    any status before GIFQ has the order ──(its event retracted)──► cancelled
+    any status before GIFQ has the order ──(its event retracted, or the person erased)──► cancelled
 
 ``awaiting_points``: crossed, but the points available do not cover its cost yet (one
 event crossed several thresholds, or points were spent or retracted); it holds nothing
@@ -45,6 +45,7 @@ from engine.budgets import budget_month
 from rewards.db.reward_models import GifqPayout, Reward
 from rewards.errors import Conflict, InvalidInput, NotFound
 from rewards.runtime import Runtime
+from rewards.services import audit
 from rewards.services.balances import lock_people
 from rewards.services.context import program_context
 from rewards.services.spending import Spend, admit, monthly_spend, release
@@ -332,6 +333,7 @@ async def approve(rt: Runtime, *, program_id: str, reward_id: int, key_id: str) 
             )
         if reward.status == "pending":
             return reward_view(reward)  # approved already, or never needed it
+        was = reward.status
         connection = await session.connection()
         if reward.budget_month is None:
             context = await program_context(rt, connection, program_id)
@@ -349,6 +351,15 @@ async def approve(rt: Runtime, *, program_id: str, reward_id: int, key_id: str) 
             reward.status, reward.status_reason = "pending", None
             reward.decided_by, reward.decided_at, reward.updated_at = key_id, now, now
         view = reward_view(reward)
+        await audit.record(
+            session,
+            program_id=program_id,
+            action="reward.approve",
+            target=str(reward_id),
+            before={"status": was},
+            after={"status": view["status"]},
+            at=now,
+        )
     await enqueue_fulfilment(rt, [reward_id])
     return view
 
@@ -367,9 +378,19 @@ async def reject(
         await lock_people(connection, program_id, {found.user_id})  # lock order: balance first
         reward = await _decidable(session, program_id, reward_id, action="reject")
         await release(connection, reward, now=now, debited=False)
+        was = reward.status
         reward.status = "rejected"
         reward.status_reason = data.reason or "rejected by an admin"
         reward.decided_by, reward.decided_at, reward.updated_at = key_id, now, now
+        await audit.record(
+            session,
+            program_id=program_id,
+            action="reward.reject",
+            target=str(reward_id),
+            before={"status": was},
+            after={"status": "rejected", "reason": reward.status_reason},
+            at=now,
+        )
         return reward_view(reward)
 
 

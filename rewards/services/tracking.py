@@ -98,6 +98,8 @@ def _advance(reward: Reward, status: str, *, now: datetime) -> bool:
     if not moves_forward(reward.recipient_status, status):
         return False
     reward.recipient_status = status
+    if status == "redeemed" and reward.redeemed_at is None:
+        reward.redeemed_at = now
     reward.updated_at = now
     if reward.status == "submitted" and status in TERMINAL:
         reward.status = status
