@@ -104,7 +104,7 @@ async def admit(request: Request, policy: RoutePolicy) -> JSONResponse | None:
         try:
             principal = await identify(rt, token)
         except Unauthenticated as exc:
-            return await failed(request, rt, exc.message)
+            return await failed(request, rt, exc.message, exc.code)
     request.scope.setdefault("state", {})["principal"] = principal
     return await within_rate(request, rt, principal)
 
@@ -113,7 +113,9 @@ def failure_key(rt: Runtime, request: Request) -> str:
     return rt.key("authfail", request.client.host if request.client else "unknown")
 
 
-async def failed(request: Request, rt: Runtime, message: str) -> JSONResponse:
+async def failed(
+    request: Request, rt: Runtime, message: str, code: str = "unauthenticated"
+) -> JSONResponse:
     """A 401, counted against the source address; past the limit, a 429."""
     verdict = await ratelimit.count_failure(
         rt.redis,
@@ -123,7 +125,7 @@ async def failed(request: Request, rt: Runtime, message: str) -> JSONResponse:
     )
     if not verdict.allowed:
         return too_many_failures(request, verdict.retry_after)
-    response = error_response(request, 401, "unauthenticated", message)
+    response = error_response(request, 401, code, message)
     response.headers["WWW-Authenticate"] = "Bearer"
     return response
 

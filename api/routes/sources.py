@@ -62,6 +62,9 @@ async def slack_request(program_id: str, request: Request, rt: RuntimeDep) -> di
 async def lrs_client(request: Request, rt: RuntimeDep) -> Principal:
     """A program key with ``events:write``, as HTTP Basic (key id and secret, the usual
     LRS client credentials) or as Bearer."""
+    admitted = request.scope.get("state", {}).get("principal")  # by the gate
+    if isinstance(admitted, Principal) and admitted.user_id is not None:
+        raise Forbidden("an employee token cannot send statements")
     header = request.headers.get("authorization", "")
     if header.partition(" ")[0].lower() == "basic":
         credentials = basic_credentials(header)

@@ -70,7 +70,9 @@ async def around(
     if own["rank"] is None:
         return None
     start = max(0, own["rank"] - 1 - k)
-    _, rows, names = await PAGE(
-        rt.redis, [keys.board(period_id, board), keys.names], [start, own["rank"] + k - 2]
+    _, rows, names, _ = await PAGE(
+        rt.redis,
+        [keys.board(period_id, board), keys.names, keys.rebuilding, keys.generation],
+        [start, own["rank"] + k - 2],
     )
     return own, rows, names, start
