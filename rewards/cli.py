@@ -332,6 +332,44 @@ def sandbox(
     run(host=host, port=port, seed=seed)
 
 
+@app.command()
+def demo(
+    people: Annotated[
+        int, typer.Option(min=10, max=5000, help="People in the organisation.")
+    ] = 300,
+    days: Annotated[int, typer.Option(min=1, max=60, help="Days of behaviour to play.")] = 30,
+    seed: Annotated[int, typer.Option(help="The same seed plays the same month.")] = 7,
+    host: Annotated[str, typer.Option(help="Interface the API listens on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the API.")] = 8000,
+    sandbox_port: Annotated[int, typer.Option(help="Port of the GIFQ sandbox.")] = 8099,
+    serve_after: Annotated[
+        bool, typer.Option("--serve", help="Leave the API running after the report.")
+    ] = False,
+    reset: Annotated[
+        bool, typer.Option("--reset", help="Start from an empty data folder.")
+    ] = False,
+) -> None:
+    """Play a believable programme for a month through the real HTTP API, with the GIFQ
+    sandbox paying out, then print a report (its data in <REWARDS_DATA_DIR>/demo)."""
+    from rewards import demo as demo_module
+
+    settings = Settings()
+    for flag, value in (("--port", port), ("--sandbox-port", sandbox_port)):
+        listening_socket(host, value, flag=flag).close()
+    code = demo_module.run(
+        data_dir=settings.data_dir / "demo",
+        host=host,
+        port=port,
+        sandbox_port=sandbox_port,
+        people=people,
+        days=days,
+        seed=seed,
+        serve=serve_after,
+        reset=reset,
+    )
+    raise typer.Exit(code)
+
+
 @programs_app.command("create")
 def programs_create(
     id: Annotated[str, typer.Option(help="Program id (slug).")],
