@@ -82,7 +82,10 @@ class OutboundPolicy:
 
         Names are checked when connecting: what they resolve to can change.
         """
-        host = httpx.URL(url).host
+        try:
+            host = httpx.URL(url).host
+        except httpx.InvalidURL as exc:
+            return f"not a valid URL: {exc}"
         if host.lower().rstrip(".") == "localhost":
             return None if self.host_allowed(host) else self.refusal(host, _LOOPBACK)
         try:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
+from pydantic import BeforeValidator
 
 from api.deps import Admin, RuntimeDep, SelfReader, SelfWriter, SessionDep
 from api.errors import error_responses
@@ -63,6 +65,16 @@ FormatParam = Annotated[
 ]
 
 
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def iso_text(value: object) -> object:
+    """A date-time as ISO 8601 text: a bare number is not read as a Unix time."""
+    if isinstance(value, str) and not ISO_DATE.match(value):
+        raise ValueError("must be an ISO 8601 date-time, e.g. 2026-03-01T00:00:00Z")
+    return value
+
+
 @router.get(
     "/v1/rewards",
     responses={
@@ -86,12 +98,22 @@ async def list_rewards(
         str | None, Query(max_length=36, description="only this GIFQ campaign's")
     ] = None,
     since: Annotated[
-        datetime | None, Query(alias="from", description="created at or after (ISO 8601)")
+        datetime | None,
+        Query(alias="from", description="created at or after (ISO 8601)"),
+        BeforeValidator(iso_text),
     ] = None,
     until: Annotated[
-        datetime | None, Query(alias="to", description="created before (ISO 8601)")
+        datetime | None,
+        Query(alias="to", description="created before (ISO 8601)"),
+        BeforeValidator(iso_text),
     ] = None,
-    limit: Annotated[int | None, Query(description="page size, 1 to 500 (default 50)")] = None,
+    limit: Annotated[
+        int | None,
+        Query(
+            description="page size, 1 to 500 (default 50)",
+            json_schema_extra={"minimum": 1, "maximum": 500},  # checked by the service
+        ),
+    ] = None,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
     format: FormatParam = None,
 ) -> Any:

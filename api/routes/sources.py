@@ -84,6 +84,13 @@ async def lrs_client(request: Request, rt: RuntimeDep) -> Principal:
 
 LrsClient = Annotated[Principal, Depends(lrs_client)]
 XAPI_HEADERS = {"X-Experience-API-Version": xapi.VERSION}
+# Every xAPI request names the spec version it speaks (documented for OpenAPI clients).
+XAPI_VERSION_PARAMETER = {
+    "name": "X-Experience-API-Version",
+    "in": "header",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^1\\.0(\\.[0-9]{1,4})?$"},
+}
 
 
 def _statements(body: bytes) -> Any:
@@ -102,7 +109,9 @@ async def xapi_about() -> JSONResponse:
 
 
 @router.post(
-    "/xapi/statements", openapi_extra=XAPI_BODY, responses=error_responses(400, 401, 403, 413)
+    "/xapi/statements",
+    openapi_extra={**XAPI_BODY, "parameters": [XAPI_VERSION_PARAMETER]},
+    responses=error_responses(400, 401, 403, 413),
 )
 async def post_statements(
     request: Request,
@@ -120,7 +129,12 @@ async def post_statements(
     return JSONResponse(jsonable_encoder(content), headers=XAPI_HEADERS)
 
 
-@router.put("/xapi/statements", status_code=204, responses=error_responses(400, 401, 403, 413))
+@router.put(
+    "/xapi/statements",
+    status_code=204,
+    openapi_extra={"parameters": [XAPI_VERSION_PARAMETER]},
+    responses=error_responses(400, 401, 403, 413),
+)
 async def put_statement(
     request: Request,
     principal: LrsClient,

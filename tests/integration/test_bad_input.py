@@ -196,3 +196,24 @@ async def test_nul_in_a_new_programs_name_is_a_422(program: ProgramClient) -> No
     )
     assert response.status_code == 422
     assert pointer(response.json()) == "/name"
+
+
+async def test_a_url_with_an_invalid_host_name_is_a_422(program: ProgramClient) -> None:
+    response = await program.request(
+        "PUT",
+        "/v1/programs/current/settings",
+        content=json.dumps({"gifq_base_url": "https://n\u00ff\u00dc\u00a2\u00ff\u00da<"}),
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 422, response.text
+    assert "not a valid URL" in response.text
+
+
+@pytest.mark.parametrize("bound", ["from", "to"])
+async def test_a_number_is_not_a_date_time_in_reward_filters(
+    program: ProgramClient, bound: str
+) -> None:
+    response = await program.request("GET", f"/v1/rewards?{bound}=0.5")
+    assert response.status_code == 422, response.text
+    ok = await program.request("GET", f"/v1/rewards?{bound}=2026-03-01T00:00:00Z")
+    assert ok.status_code == 200, ok.text
