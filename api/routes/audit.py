@@ -6,9 +6,11 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from pydantic import BeforeValidator
 
 from api.deps import Admin, SessionDep
 from api.errors import error_responses
+from api.params import iso_text
 from rewards.errors import InvalidInput
 from rewards.services import audit
 from rewards.services.ledger import check_limit
@@ -31,12 +33,22 @@ async def audit_trail(
         str | None, Query(max_length=300, description="what was acted on: a user id, a key id")
     ] = None,
     since: Annotated[
-        datetime | None, Query(alias="from", description="entries at or after (RFC 3339)")
+        datetime | None,
+        Query(alias="from", description="entries at or after (RFC 3339)"),
+        BeforeValidator(iso_text),
     ] = None,
     until: Annotated[
-        datetime | None, Query(alias="to", description="entries before (RFC 3339)")
+        datetime | None,
+        Query(alias="to", description="entries before (RFC 3339)"),
+        BeforeValidator(iso_text),
     ] = None,
-    limit: Annotated[int | None, Query(description="1 to 500; default 50")] = None,
+    limit: Annotated[
+        int | None,
+        Query(
+            description="1 to 500; default 50",
+            json_schema_extra={"minimum": 1, "maximum": 500},  # checked by check_limit
+        ),
+    ] = None,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
 ) -> dict[str, Any]:
     """Every admin action, newest first: who (the key id, or `platform`), what, when, the

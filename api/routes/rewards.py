@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -12,6 +11,7 @@ from pydantic import BeforeValidator
 
 from api.deps import Admin, RuntimeDep, SelfReader, SelfWriter, SessionDep
 from api.errors import error_responses
+from api.params import iso_text
 from rewards.services import reports
 from rewards.services import rewards as reward_service
 from rewards.services.keys import Scope
@@ -63,16 +63,6 @@ FormatParam = Annotated[
     Literal["json", "csv"] | None,
     Query(description="json or csv; default from the Accept header (text/csv for CSV)"),
 ]
-
-
-ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-def iso_text(value: object) -> object:
-    """A date-time as ISO 8601 text: a bare number is not read as a Unix time."""
-    if isinstance(value, str) and not ISO_DATE.match(value):
-        raise ValueError("must be an ISO 8601 date-time, e.g. 2026-03-01T00:00:00Z")
-    return value
 
 
 @router.get(

@@ -14,7 +14,14 @@ from rewards.services.tokens import RevocationIn
 router = APIRouter(prefix="/v1/programs/current/token-revocations", tags=["employee tokens"])
 
 
-@router.post("", status_code=201, responses=error_responses(401, 403, 422))
+@router.post(
+    "",
+    status_code=201,
+    responses={
+        **error_responses(401, 403, 422),
+        200: {"description": "revoked before: the first revocation, unchanged"},
+    },
+)
 async def revoke_token(
     data: RevocationIn, principal: Admin, rt: RuntimeDep, session: SessionDep, response: Response
 ) -> dict[str, Any]:

@@ -210,10 +210,11 @@ async def test_a_url_with_an_invalid_host_name_is_a_422(program: ProgramClient) 
 
 
 @pytest.mark.parametrize("bound", ["from", "to"])
-async def test_a_number_is_not_a_date_time_in_reward_filters(
-    program: ProgramClient, bound: str
+@pytest.mark.parametrize("path", ["/v1/rewards", "/v1/audit"])
+async def test_a_number_is_not_a_date_time_in_filters(
+    program: ProgramClient, path: str, bound: str
 ) -> None:
-    response = await program.request("GET", f"/v1/rewards?{bound}=0.5")
+    response = await program.request("GET", f"{path}?{bound}=0.5")
     assert response.status_code == 422, response.text
-    ok = await program.request("GET", f"/v1/rewards?{bound}=2026-03-01T00:00:00Z")
+    ok = await program.request("GET", f"{path}?{bound}=2026-03-01T00:00:00Z")
     assert ok.status_code == 200, ok.text
