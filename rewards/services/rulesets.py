@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -40,8 +42,25 @@ def _process_pool() -> ProcessPoolExecutor:
         if _pool is None:
             # spawn: a fork of a process with threads and an event loop is not safe.
             context = multiprocessing.get_context("spawn")
-            _pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+            _pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=context,
+                initializer=_exit_with_parent,
+                initargs=(os.getpid(),),
+            )
         return _pool
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In the worker: end when the process that started it is gone (killed, or exited
+    without shutting the pool down), instead of lingering as an orphan."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _run_checked(compile_fn: Callable[[str], Any], source: str) -> tuple[bool, Any]:
