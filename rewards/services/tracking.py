@@ -448,7 +448,11 @@ async def _apply_order(
                 reward.wallet_amount = str(recipient.wallet_amount)
             if recipient.payout_type is not None:
                 reward.recipient_payout_type = str(recipient.payout_type)
-            if recipient.redeemed_amount is not None:
+            # Like the status, the redeemed amount only grows: a read that started before
+            # another and answered after it (reconciliation racing a fetch) cannot shrink it.
+            if recipient.redeemed_amount is not None and recipient.redeemed_amount > Decimal(
+                reward.redeemed_amount or "-1"
+            ):
                 reward.redeemed_amount = str(recipient.redeemed_amount)
             _advance(reward, str(recipient.status), now=now)
         await _keep_payouts(session, reward, payouts, now=now)
