@@ -9,7 +9,7 @@ order; the program has no callback URL, so the sandbox sends no webhooks of its 
 Then, at ``--rate`` webhooks a second (open loop), for each reward in turn: its recipient
 redeems the whole card in the sandbox, and this script posts GIFQ's documented, signed
 ``{"event": "payout.terminal_state", "payout_order_uuid": ..., "status": "redeemed"}``
-to the engine. A poller reads ``GET /v1/rewards?status=redeemed&limit=50`` every 10 ms; a reward
+to the engine. A poller reads ``GET /v1/rewards?status=redeemed&limit=10`` every 20 ms; a reward
 counts as shown once it is ``redeemed`` with its ``redeemed_amount`` and its card
 (``payouts``). The figure is the time from just before the webhook was sent to the first
 poll that showed it (so it includes up to one poll interval).
@@ -66,8 +66,8 @@ thresholds:
     campaign_id: {campaign_id}
 """
 NO_LIMIT = 100_000  # requests/s: GIFQ's rate limit, lifted
-POLL_SECONDS = 0.01
-POLL_LIMIT = 50
+POLL_SECONDS = 0.02
+POLL_LIMIT = 10
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -180,7 +180,7 @@ async def measure(
                 shown[order_id] = seen
 
     async def poll() -> None:
-        # The newest 50 redeemed rewards (webhooks go out in reward order): a cheap read,
+        # The newest 10 redeemed rewards (webhooks go out in reward order): a cheap read,
         # so the poller loads the server little; a final full read catches any it missed.
         while not done.is_set() and len(shown) < len(orders):
             await look(POLL_LIMIT)
