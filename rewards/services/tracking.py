@@ -330,14 +330,20 @@ async def _fetch_and_apply(rt: Runtime, program_id: str, order_id: str) -> None:
             log.warning("order %s: GIFQ refused the read: %s", order_id, exc)
             await _mark(rt, program_id, waiting, "error")
             return
-    await _apply_order(rt, reward_id, order, payouts)
-    await _mark(rt, program_id, waiting, "applied")
+    await _apply_order(rt, reward_id, order, payouts, processed=waiting)
 
 
 async def _mark(rt: Runtime, program_id: str, event_ids: list[str], outcome: str) -> None:
     if not event_ids:
         return
     async with rt.sessions() as session, session.begin():
+        await _mark_in(session, program_id, event_ids, outcome, now=rt.clock())
+
+
+async def _mark_in(
+    session: AsyncSession, program_id: str, event_ids: list[str], outcome: str, *, now: datetime
+) -> None:
+    if event_ids:
         await session.execute(
             update(GifqWebhookEvent)
             .where(
@@ -345,7 +351,7 @@ async def _mark(rt: Runtime, program_id: str, event_ids: list[str], outcome: str
                 GifqWebhookEvent.event_id.in_(event_ids),
                 GifqWebhookEvent.processed_at.is_(None),
             )
-            .values(processed_at=rt.clock(), outcome=outcome)
+            .values(processed_at=now, outcome=outcome)
         )
 
 
@@ -428,11 +434,19 @@ async def _read_back(
 
 
 async def _apply_order(
-    rt: Runtime, reward_id: int, order: PayoutOrder, payouts: Sequence[Payout]
+    rt: Runtime,
+    reward_id: int,
+    order: PayoutOrder,
+    payouts: Sequence[Payout],
+    *,
+    processed: list[str] | None = None,
 ) -> int:
+    """Move the reward forward from GIFQ's order (and its cards); in the same transaction,
+    mark the inbox rows (``processed``) this read answers."""
     now = rt.clock()
     async with rt.sessions() as session, session.begin():
         reward = await _lock_reward(session, reward_id)
+        await _mark_in(session, reward.program_id, processed or [], "applied", now=now)
         if reward.status not in TRACKED + FINISHED or reward.reconciled_at is not None:
             return 0
         before = reward.status
@@ -448,7 +462,11 @@ async def _apply_order(
                 reward.wallet_amount = str(recipient.wallet_amount)
             if recipient.payout_type is not None:
                 reward.recipient_payout_type = str(recipient.payout_type)
-            if recipient.redeemed_amount is not None:
+            # Like the status, the redeemed amount only grows: a read that started before
+            # another and answered after it (reconciliation racing a fetch) cannot shrink it.
+            if recipient.redeemed_amount is not None and recipient.redeemed_amount > Decimal(
+                reward.redeemed_amount or "-1"
+            ):
                 reward.redeemed_amount = str(recipient.redeemed_amount)
             _advance(reward, str(recipient.status), now=now)
         await _keep_payouts(session, reward, payouts, now=now)

@@ -257,6 +257,8 @@ async def test_chaos(
         rewards = await rewards_of(runtime, program.id)
         await recipients.play(rewards)
         await forge(webhook_url, sandbox.webhook_secret, rewards, chaos.forged)
+        if chaos.rounds == 1:  # stale, repeated webhooks once more, now every order exists
+            await replay(webhook_url, sandbox.webhook_secret, rewards, chaos.replayed)
         await sandbox.control.flush_webhooks(timeout_seconds=10)
         await rewards_reconcile(ctx)
         rewards = await rewards_of(runtime, program.id)
