@@ -78,9 +78,15 @@ def _create_sqlite_engine(url: str) -> AsyncEngine:
 
 @asynccontextmanager
 async def read_only(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A connection for reads only (writing through it on SQLite may fail as busy)."""
+    """A connection for reads only (writing through it on SQLite may fail as busy).
+
+    On PostgreSQL it runs in autocommit: each read is its own statement, without the
+    BEGIN and ROLLBACK round trips a transaction would add."""
+    options: dict[str, Any] = {READ_ONLY: True}
+    if engine.dialect.name != "sqlite":
+        options["isolation_level"] = "AUTOCOMMIT"
     async with engine.connect() as connection:
-        yield await connection.execution_options(**{READ_ONLY: True})
+        yield await connection.execution_options(**options)
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
