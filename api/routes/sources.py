@@ -13,6 +13,7 @@ from api.deps import RuntimeDep, Writer, basic_credentials, bearer_token
 from api.errors import error_responses
 from rewards.errors import BadRequest, Forbidden, PayloadTooLarge, Unauthenticated
 from rewards.services.keys import Principal, Scope, authenticate
+from rewards.settings import Settings
 from rewards.sources import crm, slack, xapi
 from rewards.sources.common import MAX_BODY
 
@@ -176,9 +177,9 @@ async def crm_webhook(
     return {"results": results}
 
 
-def _public_uri(request: Request, settings: Any) -> str:
+def _public_uri(request: Request, settings: Settings) -> str:
     """The URL the sender called, as it signed it (behind a proxy: ``REWARDS_PUBLIC_URL``)."""
-    public = getattr(settings, "public_url", None)
+    public = settings.public_url
     if not public:
         return str(request.url)
     query = request.url.query

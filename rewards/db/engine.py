@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -21,6 +24,11 @@ def _dumps(value: Any) -> str:
 
 # JSON columns go through orjson: several times faster than the standard library.
 JSON_CODEC: dict[str, Any] = {"json_serializer": _dumps, "json_deserializer": orjson.loads}
+
+
+# Execution option for a connection that only reads: on SQLite its transaction starts with
+# a plain BEGIN (no write lock), so it does not queue behind writers; see ``read_only``.
+READ_ONLY = "rewards_read_only"
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
@@ -57,11 +65,28 @@ def _create_sqlite_engine(url: str) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
+        if conn.get_execution_options().get(READ_ONLY):
+            # A reader in WAL mode reads a snapshot and never waits for the writer.
+            conn.exec_driver_sql("BEGIN")
+            return
         # SQLite has one writer. Taking the write lock when the transaction starts means
         # two writers queue on busy_timeout instead of failing to upgrade a read lock.
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+@asynccontextmanager
+async def read_only(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection for reads only (writing through it on SQLite may fail as busy).
+
+    On PostgreSQL it runs in autocommit: each read is its own statement, without the
+    BEGIN and ROLLBACK round trips a transaction would add."""
+    options: dict[str, Any] = {READ_ONLY: True}
+    if engine.dialect.name != "sqlite":
+        options["isolation_level"] = "AUTOCOMMIT"
+    async with engine.connect() as connection:
+        yield await connection.execution_options(**options)
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -24,7 +24,9 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
     or_,
+    text,
     true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -114,6 +116,8 @@ class User(Base):
     __table_args__ = (
         ForeignKeyConstraint(["program_id"], ["programs.id"], ondelete="CASCADE"),
         Index("ix_users_program_slack_id", "program_id", "slack_id"),
+        # Sources find people by email, in any case (xAPI mbox, CRM owners, Slack).
+        Index("ix_users_program_email", "program_id", func.lower(text("email"))),
     )
 
     program_id: Mapped[str] = mapped_column(String(64), primary_key=True)

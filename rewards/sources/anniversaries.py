@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from rewards.db.engine import read_only
 from rewards.db.models import Program, User
 from rewards.runtime import Runtime
 from rewards.services.context import program_context
@@ -123,7 +124,7 @@ async def send_anniversaries(rt: Runtime) -> int:
 
 
 async def _send_for(rt: Runtime, program_id: str) -> int:
-    async with rt.engine.connect() as connection:
+    async with read_only(rt.engine) as connection:
         context = await program_context(rt, connection, program_id)
         if context.rules is None:
             return 0

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from rewards.db.engine import read_only
 from rewards.db.models import Program
 from rewards.errors import NotFound
 from rewards.runtime import Runtime
@@ -26,7 +27,7 @@ async def program_settings(rt: Runtime, program_id: str) -> dict[str, Any] | Non
     cached = rt.program_settings.get(program_id)
     if cached is not None and cached[0] > time.monotonic():
         return cached[1]
-    async with rt.engine.connect() as connection:
+    async with read_only(rt.engine) as connection:
         row = (
             await connection.execute(select(Program.settings).where(Program.id == program_id))
         ).first()

@@ -20,6 +20,7 @@ import jmespath.exceptions
 import orjson
 from pydantic import ValidationError
 
+from rewards.db.engine import read_only
 from rewards.errors import BadRequest, NotFound, PayloadTooLarge, Unauthenticated
 from rewards.runtime import Runtime
 from rewards.services.context import program_context
@@ -36,7 +37,7 @@ class RecordInvalid(ValueError):
 
 
 async def mapping_for(rt: Runtime, program_id: str, name: str) -> CrmMapping:
-    async with rt.engine.connect() as connection:
+    async with read_only(rt.engine) as connection:
         context = await program_context(rt, connection, program_id)
     sources = context.rules.sources if context.rules else None
     mapping = sources.crm.get(name) if sources else None
@@ -130,7 +131,7 @@ async def receive(
         for index, record in enumerate(items)
     ]
     wanted = {step.user for step in steps if isinstance(step, NewEvent)}
-    async with rt.engine.connect() as connection:
+    async with read_only(rt.engine) as connection:
         users = await people.resolve(
             connection, program_id, match=mapping.user_match, values=wanted
         )

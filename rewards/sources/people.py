@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import String, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.sql.elements import ColumnElement
 
 from rewards.db.models import User
 
@@ -22,16 +25,18 @@ async def resolve(
         return {}
     if match == "mbox_sha1sum":
         return await _by_mbox_sha1sum(connection, program_id, set(wanted))
-    column = {
-        "id": User.id,
-        "email": func.lower(User.email),
-        "slack_id": User.slack_id,
-    }.get(match)
-    keys = [value.lower() for value in wanted] if match == "email" else wanted
-    if column is None:
+    column: ColumnElement[Any] | InstrumentedAttribute[Any]
+    if match == "slack_id":
+        column = User.slack_id
+    elif match == "id":
+        column = User.id
+    elif match == "email":
+        column = func.lower(User.email)  # the index ix_users_program_email
+    else:
         name = match.removeprefix("attribute:")
         # As text on both backends: SQLite's json_extract keeps a number a number.
         column = cast(User.attributes[name].as_string(), String)
+    keys = [value.lower() for value in wanted] if match == "email" else wanted
     rows = await connection.execute(
         select(column, User.id).where(User.program_id == program_id, column.in_(keys))
     )

@@ -28,6 +28,7 @@ from slack_sdk.signature import Clock, SignatureVerifier
 
 from engine.decide import allowance_key
 from engine.decision import RejectCode
+from rewards.db.engine import read_only
 from rewards.errors import BadRequest, PayloadTooLarge, Unauthenticated
 from rewards.runtime import Runtime
 from rewards.services.context import ProgramContext, program_context
@@ -108,11 +109,9 @@ def _form(body: bytes) -> dict[str, str]:
     return {name: values[0] for name, values in fields.items()}
 
 
-async def _slack_config(rt: Runtime, program_id: str) -> tuple[ProgramContext, SlackSource | None]:
-    async with rt.engine.connect() as connection:
-        context = await program_context(rt, connection, program_id)
+def _slack_source(context: ProgramContext) -> SlackSource | None:
     sources = context.rules.sources if context.rules else None
-    return context, sources.slack if sources else None
+    return sources.slack if sources else None
 
 
 # --- slash commands ----------------------------------------------------------------------
@@ -169,24 +168,26 @@ async def _slash_command(
         raise BadRequest(
             "a slash command needs Slack's user_id and trigger_id", code="invalid_payload"
         )
-    context, slack = await _slack_config(rt, program_id)
-    command = slack.command(name) if slack else None
-    if command is None:
-        return ephemeral(f"{name or 'This command'} is not set up in this rewards programme.")
-    usage = f"Try `{command.command} @person 10 for the launch demo`."
-    kudos = parse_kudos(form.get("text", ""))
-    if not kudos.recipients:
-        return ephemeral(f"Mention who the kudos are for. {usage}")
-    if len(kudos.recipients) > command.max_recipients:
-        return ephemeral(f"At most {command.max_recipients} people per kudos. {usage}")
-    points = command.points.default if kudos.points is None else kudos.points
-    if not command.points.min <= points <= command.points.max:
-        return ephemeral(
-            f"A kudos gives from {command.points.min} to {command.points.max} points. {usage}"
+    async with read_only(rt.engine) as connection:
+        context = await program_context(rt, connection, program_id)
+        slack = _slack_source(context)
+        command = slack.command(name) if slack else None
+        if command is None:
+            return ephemeral(f"{name or 'This command'} is not set up in this rewards programme.")
+        usage = f"Try `{command.command} @person 10 for the launch demo`."
+        kudos = parse_kudos(form.get("text", ""))
+        if not kudos.recipients:
+            return ephemeral(f"Mention who the kudos are for. {usage}")
+        if len(kudos.recipients) > command.max_recipients:
+            return ephemeral(f"At most {command.max_recipients} people per kudos. {usage}")
+        points = command.points.default if kudos.points is None else kudos.points
+        if not command.points.min <= points <= command.points.max:
+            return ephemeral(
+                f"A kudos gives from {command.points.min} to {command.points.max} points. {usage}"
+            )
+        known = await slack_directory.find(
+            rt, connection, program_id, [giver_slack, *kudos.recipients], bot_token=bot_token
         )
-    known = await slack_directory.find(
-        rt, program_id, [giver_slack, *kudos.recipients], bot_token=bot_token
-    )
     giver = known.get(giver_slack)
     if giver is None:
         return ephemeral(
@@ -302,7 +303,7 @@ async def _allowance_left(
         key = allowance_key(rule, fact, context.tz)
         if key is None or rule.peer is None or rule.peer.allowance is None:
             continue
-        async with rt.engine.connect() as connection:
+        async with read_only(rt.engine) as connection:
             used = (await load_usage(connection, context.id, {key})).get(key, 0)
         return max(rule.peer.allowance.max - used, 0), rule.peer.allowance.per
     return None
@@ -325,7 +326,8 @@ async def _events_api(
     event = payload["event"]
     if event.get("type") not in ("reaction_added", "reaction_removed"):
         return {"ok": True, "ignored": f"event type {event.get('type')!r}"}
-    _, slack = await _slack_config(rt, program_id)
+    async with read_only(rt.engine) as connection:
+        slack = _slack_source(await program_context(rt, connection, program_id))
     reaction = slack.reaction(str(event.get("reaction", ""))) if slack else None
     if reaction is None:
         return {"ok": True, "ignored": f"reaction {event.get('reaction')!r}"}
@@ -357,7 +359,10 @@ async def _reaction(
 ) -> Result:
     event = payload["event"]
     reactor, author = str(event["user"]), str(event["item_user"])
-    known = await slack_directory.find(rt, program_id, [reactor, author], bot_token=bot_token)
+    async with read_only(rt.engine) as connection:
+        known = await slack_directory.find(
+            rt, connection, program_id, [reactor, author], bot_token=bot_token
+        )
     if author not in known or reactor not in known:
         who = author if author not in known else reactor
         return common.rejection(

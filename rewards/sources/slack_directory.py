@@ -18,6 +18,7 @@ from functools import cache
 import certifi
 import httpx
 from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from rewards.db.models import User
 from rewards.runtime import Runtime
@@ -34,28 +35,30 @@ def _tls() -> ssl.SSLContext:
 
 
 async def find(
-    rt: Runtime, program_id: str, slack_ids: Iterable[str], *, bot_token: str | None
+    rt: Runtime,
+    connection: AsyncConnection,
+    program_id: str,
+    slack_ids: Iterable[str],
+    *,
+    bot_token: str | None,
 ) -> dict[str, str]:
-    """Slack member id → user id, for every id we can place."""
+    """Slack member id → user id, for every id we can place (``connection`` reads)."""
     wanted = sorted(set(slack_ids))
-    async with rt.engine.connect() as connection:
-        known = await people.resolve(connection, program_id, match="slack_id", values=wanted)
+    known = await people.resolve(connection, program_id, match="slack_id", values=wanted)
     missing = [slack_id for slack_id in wanted if slack_id not in known][:MAX_LOOKUPS]
     if not missing or not bot_token:
         return known
     emails = await _emails(rt.settings.slack_api_url, bot_token, missing)
     if not emails:
         return known
-    async with rt.engine.begin() as connection:
-        by_email = await people.resolve(
-            connection, program_id, match="email", values=emails.values()
-        )
+    by_email = await people.resolve(connection, program_id, match="email", values=emails.values())
+    async with rt.engine.begin() as writer:
         for slack_id, email in emails.items():
             user_id = by_email.get(email)
             if user_id is None:
                 continue
             known[slack_id] = user_id
-            await connection.execute(
+            await writer.execute(
                 update(User)
                 .where(User.program_id == program_id, User.id == user_id, User.slack_id.is_(None))
                 .values(slack_id=slack_id)

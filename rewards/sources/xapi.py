@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from rewards.db.engine import read_only
 from rewards.db.models import Event
 from rewards.errors import BadRequest, Conflict, PayloadTooLarge
 from rewards.runtime import Runtime
@@ -227,7 +228,7 @@ async def receive(rt: Runtime, program_id: str, statements: list[Statement]) -> 
 
     Returns one result per statement, in order (``ignored`` for an unmapped verb).
     """
-    async with rt.engine.connect() as connection:
+    async with read_only(rt.engine) as connection:
         context = await program_context(rt, connection, program_id)
         config = context.rules.sources.xapi if context.rules and context.rules.sources else None
         users = await _users(connection, program_id, statements, config)

@@ -87,6 +87,8 @@ async def test_a_full_sync_upserts_deactivates_and_reactivates(hr: ProgramClient
     assert (await hr.balance("bob"))["balance"] == 30  # the ledger stays
     board = (await hr.request("GET", "/v1/leaderboards/global")).json()
     assert "bob" not in [entry["user_id"] for entry in board["entries"]]
+    trail = (await hr.request("GET", "/v1/audit", params={"target": "bob"})).json()
+    assert "user.deactivate" in [entry["action"] for entry in trail["entries"]], trail
     # He comes back.
     back = await sync(hr, [{"id": "ann"}, {"id": "bob"}, {"id": "cy"}])
     assert back["reactivated"] == ["bob"]

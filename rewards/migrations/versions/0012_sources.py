@@ -27,9 +27,13 @@ def upgrade() -> None:
             sa.Column("deactivated_at", rewards.db.models.Timestamp(timezone=True), nullable=True)
         )
         batch_op.create_index("ix_users_program_slack_id", ["program_id", "slack_id"], unique=False)
+    op.create_index(
+        "ix_users_program_email", "users", ["program_id", sa.text("lower(email)")], unique=False
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_users_program_email", table_name="users")
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.drop_index("ix_users_program_slack_id")
         batch_op.drop_column("deactivated_at")
