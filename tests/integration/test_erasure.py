@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -187,9 +188,11 @@ async def test_erasure_removes_the_person_and_keeps_the_money_trail(
                 f"/v1/leaderboards/global/around/{pseudonym}",
             )
         ]
-        responses.append(
-            await program.request("GET", "/v1/rewards", headers={"Accept": "text/csv"})
-        )
+        year = str(datetime.now(UTC).year)
+        for path in ("/v1/rewards", f"/v1/reports/rewards-by-user?year={year}"):
+            responses.append(await program.request("GET", path, headers={"Accept": "text/csv"}))
+        responses.append(await program.request("GET", f"/v1/reports/rewards-by-user?year={year}"))
+        assert pseudonym in responses[-1].text and pseudonym in responses[-2].text
         stored = await everything_the_program_stores(runtime, program.id)
         async with runtime.sessions() as session:
             assert await verify_balances(session, program.id) == []  # the ledger still adds up
