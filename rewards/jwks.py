@@ -19,6 +19,8 @@ from typing import Any
 
 import httpx
 
+from rewards.net import guarded_transport
+
 TTL = 600.0  # seconds a fetched key set is used without asking again
 REFETCH_EVERY = 60.0  # an unknown kid triggers a refetch at most this often per URL
 TIMEOUT = 5.0
@@ -61,7 +63,10 @@ class JwksCache:
         try:
             async with (
                 httpx.AsyncClient(
-                    transport=self.transport, timeout=TIMEOUT, follow_redirects=False
+                    # The URL is an admin's: no fetching from the private network (rewards.net).
+                    transport=self.transport or guarded_transport(),
+                    timeout=TIMEOUT,
+                    follow_redirects=False,
                 ) as client,
                 client.stream("GET", url, headers={"Accept": "application/json"}) as response,
             ):

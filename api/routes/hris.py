@@ -11,6 +11,7 @@ from redis.exceptions import RedisError
 from api.deps import Admin, RuntimeDep
 from api.errors import error_responses
 from rewards.leaderboards.directory import refresh_users
+from rewards.services import audit
 from rewards.services.streaks import pause_view
 from rewards.services.users import get_user, parse_bulk
 from rewards.sources import hris
@@ -52,6 +53,8 @@ async def sync_users(
             dry_run=dry_run,
             author_key_id=principal.key_id,
         )
+        if not dry_run:
+            await audit.record_sync(session, principal.program_id, report, at=rt.clock())
     if not dry_run:
         changed = [user_id for user_id, _ in export.rows] + report["deactivated"]
         try:
@@ -79,4 +82,13 @@ async def add_leave(
         )
         if row is None:
             return {"status": "duplicate", "user_id": user_id, **data.model_dump(mode="json")}
-        return {"status": "created", **pause_view(row)}
+        view = pause_view(row)
+        await audit.record(
+            session,
+            program_id=principal.program_id,
+            action="user.leave",
+            target=user_id,
+            after=view,
+            at=rt.clock(),
+        )
+        return {"status": "created", **view}

@@ -227,6 +227,35 @@ async def record_bulk(
     )
 
 
+async def record_sync(
+    session: AsyncSession, program_id: str, report: dict[str, Any], *, at: datetime
+) -> None:
+    """An HRIS sync: one entry with the counts, and one per person created, deactivated or
+    reactivated (the meaningful changes; the many merely re-listed are only counted)."""
+    await record(session, program_id=program_id, action="users.sync", after=report["counts"], at=at)
+    who = current()
+    rows = [
+        {
+            "program_id": program_id,
+            "at": at,
+            "actor": who.who,
+            "action": action,
+            "target": user_id,
+            "request_id": who.request_id,
+            "before": None,
+            "after": {"via": "sync"},
+        }
+        for action, key in (
+            ("user.create", "created"),
+            ("user.deactivate", "deactivated"),
+            ("user.reactivate", "reactivated"),
+        )
+        for user_id in report[key]
+    ]
+    if rows:
+        await session.execute(insert(AuditEntry), rows)
+
+
 # Reading the trail -------------------------------------------------------------------
 
 MAX_PAGE = 500

@@ -5,12 +5,14 @@
 * a fresh pseudonym (``erased-<16 hex>``) replaces the user id in every table that
   holds one (the ledger, events and the events they gave, rewards, streaks, challenge
   completions, leaderboard postings and closed standings, limit counters, the audit
-  trail's targets), so finance and tax keep every points movement and payout, and
-  nothing in the engine links them back to the person any more;
+  trail's targets), and the user id or Slack id wherever a key embeds it (event ids a
+  source made, such as ``anniversary:<user>:<year>``, and the ledger keys built on
+  them, such as a streak bonus's), so finance and tax keep every points movement and
+  payout, and nothing in the engine links them back to the person any more;
 * the pseudonym's directory row keeps only what is not personal contact data
   (department, role, hire date, tier, country, timezone, for the cohort metrics);
   name, email, attributes and any other personal field (a Slack id) are gone, the
-  person's event attributes are emptied, and it is opted out of the boards for good;
+  person's event attributes are emptied, and it is inactive and off the boards for good;
 * rewards not yet sent to GIFQ are ``cancelled`` (their held points and budget come
   back); rewards GIFQ has keep their order id. One being sent at this very moment
   makes the erasure a 409: retry when it has settled (seconds);
@@ -25,7 +27,9 @@ law requires (it is not stored with anything that names the person).
 from __future__ import annotations
 
 import logging
+import re
 import secrets
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -34,8 +38,12 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rewards.db.audit_models import AuditEntry
-from rewards.db.leaderboard_models import LeaderboardOutbox, LeaderboardStanding
-from rewards.db.models import Event, UsageCounter, User
+from rewards.db.leaderboard_models import (
+    LeaderboardOutbox,
+    LeaderboardPosting,
+    LeaderboardStanding,
+)
+from rewards.db.models import Event, LedgerEntry, UsageCounter, User
 from rewards.db.reward_models import Reward
 from rewards.db.schema import Base
 from rewards.errors import Conflict, NotFound
@@ -52,25 +60,32 @@ log = logging.getLogger("rewards.erasure")
 # The directory fields an erased person's pseudonymous row keeps.
 KEPT = ("department", "role", "hire_date", "tier", "country", "timezone")
 
-# KEYS: registry, hidden, names, rebuilding. ARGV: user.
-# Takes the user off every board and its twin, forgets their name, and keeps them in
-# the hidden set so a batch delivered late can only reach a twin. -1: a rebuild runs.
+# KEYS: registry, hidden, names, rebuilding. ARGV: user, hold (1/0).
+# Takes the user off every board and its twin and forgets their name. With ``hold`` it
+# keeps them in the hidden set (during the erasure: a batch delivered meanwhile can only
+# reach a twin); without, it forgets them there too (after). -1: a rebuild runs.
 ERASE = Script(
     """
 if redis.call('EXISTS', KEYS[4]) == 1 then return -1 end
 local boards = redis.call('HGETALL', KEYS[1])
 for i = 1, #boards do redis.call('ZREM', boards[i], ARGV[1]) end
 redis.call('HDEL', KEYS[3], ARGV[1])
-redis.call('SADD', KEYS[2], ARGV[1])
+if ARGV[2] == '1' then
+  redis.call('SADD', KEYS[2], ARGV[1])
+else
+  redis.call('SREM', KEYS[2], ARGV[1])
+end
 return 1
 """
 )
 
 
-async def off_the_boards(rt: Runtime, program_id: str, user_id: str) -> None:
+async def off_the_boards(rt: Runtime, program_id: str, user_id: str, *, hold: bool) -> None:
     keys = program_keys(rt, program_id)
     status = await ERASE(
-        rt.redis, [keys.registry, keys.hidden, keys.names, keys.rebuilding], [user_id]
+        rt.redis,
+        [keys.registry, keys.hidden, keys.names, keys.rebuilding],
+        [user_id, "1" if hold else "0"],
     )
     if status < 0:
         raise Conflict(
@@ -123,6 +138,8 @@ async def erase_user(
             name=None,
             attributes={},
             leaderboard_opt_out=True,
+            active=False,
+            deactivated_at=now,
             created_at=user.created_at,
             updated_at=now,
         )
@@ -163,7 +180,9 @@ async def erase_user(
         .where(AuditEntry.program_id == program_id, AuditEntry.target == user_id)
         .values(target=pseudonym)
     )
-    await _rewrite_outbox(session, program_id, user_id, pseudonym)
+    scrub = scrubber([user_id, *([user.slack_id] if user.slack_id else [])], pseudonym)
+    await _rewrite_keys(session, program_id, pseudonym, scrub)
+    await _rewrite_outbox(session, program_id, user_id, pseudonym, scrub)
     await session.execute(delete(User).where(User.program_id == program_id, User.id == user_id))
     await audit.record(
         session,
@@ -173,7 +192,7 @@ async def erase_user(
         after={"rewards_cancelled": cancelled, "rewards_kept": kept},
         at=now,
     )
-    await off_the_boards(rt, program_id, user_id)
+    await off_the_boards(rt, program_id, user_id, hold=True)
     return {
         "erased": True,
         "pseudonym": pseudonym,
@@ -204,8 +223,76 @@ async def _rewrite_usage(
             )
 
 
+def scrubber(identifiers: list[str], pseudonym: str) -> Callable[[str], str]:
+    """Replace the person's identifiers where they stand as a ``:``-separated part of a
+    key (``anniversary:<user>:2026``, ``slack:<trigger>:<slack id>``,
+    ``streak:<user>:…``), never inside another word."""
+    pattern = re.compile(
+        "(^|:)("
+        + "|".join(re.escape(i) for i in sorted(identifiers, key=len, reverse=True))
+        + ")(?=:|$)"
+    )
+    return lambda text: pattern.sub(lambda match: match.group(1) + pseudonym, text)
+
+
+async def _rewrite_keys(
+    session: AsyncSession, program_id: str, pseudonym: str, scrub: Callable[[str], str]
+) -> None:
+    """Event ids and ledger keys that embed the person's user id or Slack id (sources make
+    ids like ``anniversary:<user>:<year>``; streak bonuses key on the user) take the
+    pseudonym, everywhere the same key appears, so the trail stays consistent."""
+    renamed: dict[str, str] = {}
+    rows = await session.execute(
+        select(Event.id, Event.outcome).where(
+            Event.program_id == program_id,
+            or_(Event.user_id == pseudonym, Event.actor_id == pseudonym),
+        )
+    )
+    for event_id, outcome in rows.all():
+        if scrub(event_id) != event_id:
+            renamed[event_id] = scrub(event_id)
+            await session.execute(
+                update(Event)
+                .where(Event.program_id == program_id, Event.id == event_id)
+                .values(id=renamed[event_id], outcome={**(outcome or {}), "id": renamed[event_id]})
+            )
+    for table in Base.metadata.sorted_tables:
+        if table.name != "events" and {"program_id", "event_id"} <= set(table.c.keys()):
+            for old, new in renamed.items():
+                await session.execute(
+                    update(table)
+                    .where(table.c.program_id == program_id, table.c.event_id == old)
+                    .values(event_id=new)
+                )
+    mine = [LedgerEntry.user_id == pseudonym]
+    if renamed:
+        mine.append(LedgerEntry.event_id.in_(list(renamed.values())))
+    keys = await session.scalars(
+        select(LedgerEntry.dedupe_key).where(LedgerEntry.program_id == program_id, or_(*mine))
+    )
+    postings = await session.scalars(
+        select(LeaderboardPosting.dedupe_key).where(
+            LeaderboardPosting.program_id == program_id, LeaderboardPosting.user_id == pseudonym
+        )
+    )
+    # A ledger entry and its posting share the key: rename both the same way.
+    for key in {*keys.all(), *postings.all()}:
+        if scrub(key) == key:
+            continue
+        for keyed in (LedgerEntry, LeaderboardPosting):
+            await session.execute(
+                update(keyed)
+                .where(keyed.program_id == program_id, keyed.dedupe_key == key)
+                .values(dedupe_key=scrub(key))
+            )
+
+
 async def _rewrite_outbox(
-    session: AsyncSession, program_id: str, user_id: str, pseudonym: str
+    session: AsyncSession,
+    program_id: str,
+    user_id: str,
+    pseudonym: str,
+    scrub: Callable[[str], str],
 ) -> None:
     """Postings still waiting for Redis: under the pseudonym, nameless, hidden."""
     rows = await session.scalars(
@@ -215,12 +302,14 @@ async def _rewrite_outbox(
     )
     for row in rows:
         postings = row.payload.get("postings", [])
-        if not any(posting[1] == user_id for posting in postings):
+        if not any(
+            posting[1] == user_id or scrub(posting[0]) != posting[0] for posting in postings
+        ):
             continue
         rewritten = [
-            [*posting[:1], pseudonym, *posting[2:7], None, True]
+            [scrub(posting[0]), pseudonym, *posting[2:7], None, True]
             if posting[1] == user_id
-            else posting
+            else [scrub(posting[0]), *posting[1:]]
             for posting in postings
         ]
         row.payload = {**row.payload, "postings": rewritten}
@@ -229,6 +318,6 @@ async def _rewrite_outbox(
 async def after_commit(rt: Runtime, program_id: str, user_id: str) -> None:
     """Once more after the commit, for a batch delivered while the erasure ran."""
     try:
-        await off_the_boards(rt, program_id, user_id)
+        await off_the_boards(rt, program_id, user_id, hold=False)
     except (RedisError, Conflict):
         log.warning("an erased person's second board clean-up did not run; the first did")

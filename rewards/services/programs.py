@@ -122,7 +122,7 @@ class ProgramSettingsIn(BaseModel):
     rate_limit_per_second: float | None = Field(default=None, ge=0.001, le=1_000_000)
     rate_limit_burst: int | None = Field(default=None, ge=1, le=1_000_000)
 
-    @field_validator("gifq_base_url", "alert_webhook_url")
+    @field_validator("gifq_base_url", "alert_webhook_url", "employee_token_jwks_url")
     @classmethod
     def _outbound(cls, value: str | None) -> str | None:
         # Outside development, a non-public address is refused here already (names are

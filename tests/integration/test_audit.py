@@ -147,3 +147,39 @@ async def test_the_trail_pages_and_filters(program: ProgramClient) -> None:
     for bad in ({"cursor": "zzz"}, {"limit": 0}, {"from": "2026-01-01T00:00:00"}):
         response = await program.request("GET", "/v1/audit", params=bad)
         assert response.status_code == 422, (bad, response.text)
+
+
+async def test_hris_syncs_and_leave_are_recorded(program: ProgramClient) -> None:
+    first = [{"id": "ann", "name": "Ann Example"}, {"id": "bob"}, {"id": "cy"}]
+    response = await program.request("POST", "/v1/users:sync", json=first)
+    assert response.status_code == 200, response.text
+    response = await program.request(
+        "POST", "/v1/users:sync", json=first[:2], params={"dry_run": "true"}
+    )
+    assert response.status_code == 200
+    response = await program.request("POST", "/v1/users:sync", json=first[:2])
+    assert response.json()["deactivated"] == ["cy"]
+    response = await program.request(
+        "POST",
+        "/v1/users/ann/leave",
+        json={"starts": "2026-03-02", "ends": "2026-03-06", "kind": "pto"},
+    )
+    assert response.status_code == 201, response.text
+    entries = list(reversed(await trail(program, limit=100)))
+    summary = [
+        (e["action"], e["target"])
+        for e in entries
+        if e["action"] != "program.create" and e["action"] != "key.create"
+    ]
+    assert summary == [
+        ("users.sync", None),
+        ("user.create", "ann"),
+        ("user.create", "bob"),
+        ("user.create", "cy"),
+        ("users.sync", None),
+        ("user.deactivate", "cy"),
+        ("user.leave", "ann"),
+    ]
+    syncs = [e["after"] for e in entries if e["action"] == "users.sync"]
+    assert syncs[1]["deactivated"] == 1 and syncs[1]["updated"] == 2
+    assert "Ann Example" not in str(entries)

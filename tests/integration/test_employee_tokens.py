@@ -20,11 +20,17 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from api.app import create_app
+from rewards import net
 from rewards.runtime import Runtime
+from rewards.settings import Settings
 from tests.conftest import ProgramClient, event, new_program
 from tests.integration.employees import RULES, SECRET, accept_tokens, bearer, claims_for, token
+from tests.integration.test_outbound import production, strict
 
 RECENT = (date.today() - timedelta(days=100)).isoformat()
+
+
+__all__ = ["strict"]  # the fixture
 
 
 async def staffed(program: ProgramClient) -> ProgramClient:
@@ -365,3 +371,29 @@ async def test_revocation_reaches_another_process_within_the_auth_cache_time(
         assert (
             await second.get("/v1/users/ann/balance", headers=bearer(signed))
         ).status_code == 401
+
+
+async def test_a_key_set_on_the_private_network_is_refused_outside_development(
+    program: ProgramClient, jwks_server: tuple[str, dict[str, Any]], strict: None
+) -> None:
+    """The JWKS URL is an admin's: like GIFQ's, it may not reach the private network
+    (``rewards.net``): refused when saved, and again when fetched."""
+    url, state = jwks_server
+    await staffed(program)
+    response = await program.request(
+        "PUT", "/v1/programs/current/settings", json={"employee_token_jwks_url": url}
+    )
+    assert response.status_code == 422 and "non-public address" in response.text
+    # Saved while allowed (development), fetched under the strict policy: never fetched.
+    net.configure(Settings(env="development"))
+    response = await program.request(
+        "PUT", "/v1/programs/current/settings", json={"employee_token_jwks_url": url}
+    )
+    assert response.status_code == 200
+    net.configure(production())
+    key = ec.generate_private_key(ec.SECP256R1())
+    state["keys"] = [jwk(key, "k1")]
+    signed = token(program, "ann", key=key, algorithm="ES256", headers={"kid": "k1"})
+    refused = await get(program, "/v1/users/ann/balance", signed)
+    assert refused.status_code == 401 and "cannot be fetched" in refused.text
+    assert state["fetches"] == 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -186,9 +188,11 @@ async def test_erasure_removes_the_person_and_keeps_the_money_trail(
                 f"/v1/leaderboards/global/around/{pseudonym}",
             )
         ]
-        responses.append(
-            await program.request("GET", "/v1/rewards", headers={"Accept": "text/csv"})
-        )
+        year = str(datetime.now(UTC).year)
+        for path in ("/v1/rewards", f"/v1/reports/rewards-by-user?year={year}"):
+            responses.append(await program.request("GET", path, headers={"Accept": "text/csv"}))
+        responses.append(await program.request("GET", f"/v1/reports/rewards-by-user?year={year}"))
+        assert pseudonym in responses[-1].text and pseudonym in responses[-2].text
         stored = await everything_the_program_stores(runtime, program.id)
         async with runtime.sessions() as session:
             assert await verify_balances(session, program.id) == []  # the ledger still adds up
@@ -263,3 +267,66 @@ async def test_events_racing_an_erasure_land_before_it_or_are_refused(
             {"p": program.id},
         )
     assert left == 0
+
+
+async def test_ids_that_embed_the_person_take_the_pseudonym(
+    program: ProgramClient, runtime: Runtime
+) -> None:
+    """Sources make event ids from people's ids (``anniversary:<user>:<year>``, a Slack
+    reaction's ``…:<reactor's Slack id>:…``) and streak bonuses key on the user: after an
+    erasure each says the pseudonym instead, consistently, so a retraction still works."""
+    rules_text = """\
+version: 1
+rules:
+  - id: course
+    event: lms.course_completed
+    points: 30
+  - id: kudos
+    event: slack.kudos
+    points: 5
+    peer: {allowance: {per: week, max: 50}}
+streaks:
+  - id: weekly
+    events: [lms.course_completed]
+    period: week
+    milestones: [{length: 1, points: 7}]
+"""
+    assert (await program.put_rules(rules_text)).status_code == 200
+    await program.put_user("ann", name=NAME, email=EMAIL, slack_id="U0ANN")
+    await program.put_user("bob", name="Bob", slack_id="U0BOB")
+    reaction = "slack:reaction:C1:1.0:U0ANN:tada"
+    results = await program.post_events(
+        event("anniversary:ann:2026", "ann"),
+        event("annual-review", "ann", at="2026-03-09T10:00:00Z"),
+        event(reaction, "bob", "slack.kudos", actor_id="ann"),
+    )
+    assert [r["status"] for r in results] == ["applied"] * 3
+    response = await program.request("DELETE", "/v1/users/ann", params={"erase": "true"})
+    assert response.status_code == 200, response.text
+    pseudonym = response.json()["pseudonym"]
+
+    stored = await everything_the_program_stores(runtime, program.id)
+    assert "U0ANN" not in stored
+    assert re.search(r"(?<![A-Za-z0-9])ann(?![A-Za-z0-9@.])", stored) is None
+    assert "annual-review" in stored  # a word that only starts like the id is left alone
+    ledger = (await program.request("GET", f"/v1/users/{pseudonym}/ledger")).json()["entries"]
+    assert {e["event_id"] for e in ledger} == {f"anniversary:{pseudonym}:2026", "annual-review"}
+    renamed = f"slack:reaction:C1:1.0:{pseudonym}:tada"
+    [kudos] = (await program.request("GET", "/v1/users/bob/ledger")).json()["entries"]
+    assert kudos["event_id"] == renamed
+    # The renamed event retracts like any other; the old id is unknown.
+    assert (await program.request("POST", f"/v1/events/{reaction}/retract")).status_code == 404
+    response = await program.request("POST", f"/v1/events/{renamed}/retract", json={})
+    assert response.status_code == 200, response.text
+    assert (await program.balance("bob"))["balance"] == 0
+    response = await program.request(
+        "POST", f"/v1/events/anniversary:{pseudonym}:2026/retract", json={}
+    )
+    assert response.status_code == 200, response.text
+    async with runtime.sessions() as session:
+        assert await verify_balances(session, program.id) == []
+    await rebuild(runtime, program.id)
+    assert [
+        e["user_id"]
+        for e in (await program.request("GET", "/v1/leaderboards/global")).json()["entries"]
+    ] == []
