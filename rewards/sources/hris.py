@@ -17,15 +17,13 @@ from datetime import date, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rewards.db.audit_models import AuditEntry
 from rewards.db.engagement_models import StreakPause
 from rewards.db.models import User
 from rewards.errors import InvalidInput
-from rewards.services import audit
-from rewards.services.streaks import MAX_PAUSE_DAYS, PauseIn, add_pause, pause_view
+from rewards.services.streaks import MAX_PAUSE_DAYS, PauseIn, add_pause
 from rewards.services.users import (
     BulkUserIn,
     UserIn,
@@ -161,10 +159,7 @@ async def sync(
             )
             leave_added += not recorded
     else:
-        created_rows = await upsert_users(session, program_id=program_id, rows=export.rows, now=now)
-        await audit.record_bulk(
-            session, program_id, [user_id for user_id, _ in export.rows], created_rows, at=now
-        )
+        await upsert_users(session, program_id=program_id, rows=export.rows, now=now)
         if reactivated:
             await session.execute(
                 update(User)
@@ -187,9 +182,6 @@ async def sync(
                 now=now,
             )
             leave_added += added is not None
-        await _audit_activity(
-            session, program_id, reactivated=reactivated, deactivated=deactivated, at=now
-        )
     return {
         "dry_run": dry_run,
         "created": created,
@@ -206,38 +198,6 @@ async def sync(
             "rejected": len(export.rejected),
         },
     }
-
-
-async def _audit_activity(
-    session: AsyncSession,
-    program_id: str,
-    *,
-    reactivated: list[str],
-    deactivated: list[str],
-    at: datetime,
-) -> None:
-    """One trail entry per person whom the sync deactivated or reactivated."""
-    who = audit.current()
-    changes = [("user.reactivate", user_id) for user_id in reactivated] + [
-        ("user.deactivate", user_id) for user_id in deactivated
-    ]
-    if changes:
-        await session.execute(
-            insert(AuditEntry),
-            [
-                {
-                    "program_id": program_id,
-                    "at": at,
-                    "actor": who.who,
-                    "action": action,
-                    "target": user_id,
-                    "request_id": who.request_id,
-                    "before": None,
-                    "after": {"via": "sync"},
-                }
-                for action, user_id in changes
-            ],
-        )
 
 
 async def add_leave(
@@ -259,14 +219,6 @@ async def add_leave(
         data=leave.pause(),
         author_key_id=author_key_id,
         now=now,
-    )
-    await audit.record(
-        session,
-        program_id=program_id,
-        action="user.leave",
-        target=user_id,
-        after=pause_view(row),
-        at=now,
     )
     return row
 
