@@ -28,7 +28,7 @@ from sqlalchemy import select
 from rewards.db.models import Program
 from rewards.leaderboards import directory, healing, outbox, snapshots
 from rewards.redis_server import arq_settings
-from rewards.runtime import Runtime, open_runtime
+from rewards.runtime import Runtime
 from rewards.services.ledger import expire_due
 from rewards.settings import Settings
 from rewards.sources import anniversaries
@@ -146,14 +146,3 @@ def build_worker(rt: Runtime, *, handle_signals: bool, burst: bool = False) -> W
         # is ~100 polls/s when idle, about 5% of a core per worker process (0.1% at 0.5 s).
         poll_delay=0.01,
     )
-
-
-async def run_standalone(settings: Settings) -> None:
-    """``rewards worker``: a worker process of its own."""
-    rt = await open_runtime(settings)
-    worker = build_worker(rt, handle_signals=True)
-    try:
-        await worker.async_run()
-    finally:
-        await worker.close()
-        await rt.close()

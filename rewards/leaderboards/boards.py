@@ -11,7 +11,6 @@ rebuild is running, or Redis lost them and the worker is about to rebuild them).
 
 from __future__ import annotations
 
-import base64
 import time
 from datetime import datetime
 from typing import Any
@@ -31,6 +30,7 @@ from engine.boards import (
     parse_board,
     parse_period,
 )
+from rewards import cursors
 from rewards.db.models import User
 from rewards.errors import InvalidInput, NotFound
 from rewards.leaderboards import scripts, standing
@@ -87,25 +87,6 @@ def period_view(period: PeriodRef, tz: ZoneInfo, now: datetime) -> dict[str, Any
         "next_reset": reset,
         "closed": period.is_closed(now, tz),
     }
-
-
-def encode_cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"b{offset}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not raw.startswith("b"):
-            raise ValueError
-        offset = int(raw[1:])
-        if offset < 0:
-            raise ValueError
-        return offset
-    except ValueError:
-        raise InvalidInput(
-            "cursor is not valid", code="invalid_cursor", details=[{"pointer": "/cursor"}]
-        ) from None
 
 
 def entries(rows: list[bytes], names: list[bytes | None], first: int) -> list[dict[str, Any]]:
@@ -263,3 +244,11 @@ async def user_ranks(
         "ranks": ranks,
         "rebuilding": bool(rebuilding),
     }
+
+
+def encode_cursor(offset: int) -> str:
+    return cursors.encode("b", offset)
+
+
+def decode_cursor(cursor: str) -> int:
+    return cursors.decode("b", cursor, minimum=0)

@@ -15,7 +15,6 @@ CLI) passes ``actor``.
 
 from __future__ import annotations
 
-import base64
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -24,9 +23,9 @@ from typing import Any
 from sqlalchemy import Select, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from rewards import cursors
 from rewards.db.audit_models import AuditEntry
 from rewards.db.models import User
-from rewards.errors import InvalidInput
 
 
 @dataclass(frozen=True)
@@ -261,22 +260,6 @@ async def record_sync(
 MAX_PAGE = 500
 
 
-def _cursor(value: int) -> str:
-    return base64.urlsafe_b64encode(f"a{value}".encode()).decode().rstrip("=")
-
-
-def _decode(cursor: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not raw.startswith("a"):
-            raise ValueError
-        return int(raw[1:])
-    except ValueError:
-        raise InvalidInput(
-            "cursor is not valid", code="invalid_cursor", details=[{"pointer": "/cursor"}]
-        ) from None
-
-
 def entry_view(row: AuditEntry) -> dict[str, Any]:
     return {
         "id": row.id,
@@ -305,7 +288,7 @@ async def page(
     """Entries newest first, filtered; ``next_cursor`` continues."""
     query: Select[Any] = select(AuditEntry).where(AuditEntry.program_id == program_id)
     if cursor:
-        query = query.where(AuditEntry.id < _decode(cursor))
+        query = query.where(AuditEntry.id < cursors.decode("a", cursor))
     if action:
         # ``rules`` matches every ``rules.*`` action
         query = query.where(
@@ -325,5 +308,5 @@ async def page(
     rows = rows[:limit]
     return {
         "entries": [entry_view(row) for row in rows],
-        "next_cursor": _cursor(rows[-1].id) if more and rows else None,
+        "next_cursor": cursors.encode("a", rows[-1].id) if more and rows else None,
     }

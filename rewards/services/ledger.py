@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import datetime
 from typing import Any
 
@@ -10,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.lots import LedgerLine, LotBook, allocate
+from rewards import cursors
 from rewards.db.dialect import insert_for
 from rewards.db.models import LedgerEntry, UserBalance
 from rewards.errors import InvalidInput
@@ -59,23 +59,6 @@ async def balance(
     }
 
 
-def _cursor(value: int) -> str:
-    return base64.urlsafe_b64encode(f"l{value}".encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        value = int(raw[1:]) if raw.startswith("l") else -1
-        if not 0 < value < 2**63:
-            raise ValueError
-        return value
-    except ValueError:
-        raise InvalidInput(
-            "cursor is not valid", code="invalid_cursor", details=[{"pointer": "/cursor"}]
-        ) from None
-
-
 def check_limit(limit: int | None) -> int:
     if limit is None:
         return DEFAULT_LIMIT
@@ -104,7 +87,7 @@ async def ledger_page(
         .limit(size + 1)
     )
     if cursor:
-        query = query.where(LedgerEntry.id < _decode_cursor(cursor))
+        query = query.where(LedgerEntry.id < cursors.decode("l", cursor))
     rows = list(await session.scalars(query))
     more = len(rows) > size
     rows = rows[:size]
@@ -124,7 +107,7 @@ async def ledger_page(
             }
             for row in rows
         ],
-        "next_cursor": _cursor(rows[-1].id) if more else None,
+        "next_cursor": cursors.encode("l", rows[-1].id) if more else None,
     }
 
 

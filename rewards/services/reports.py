@@ -9,7 +9,6 @@ so the export misses no reward.
 
 from __future__ import annotations
 
-import base64
 import csv
 import io
 from collections.abc import AsyncIterator, Sequence
@@ -21,6 +20,7 @@ from typing import Any, Final
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from rewards import cursors
 from rewards.db.models import User
 from rewards.db.reward_models import GifqPayout, Reward
 from rewards.errors import InvalidInput
@@ -108,23 +108,6 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _cursor(reward_id: int) -> str:
-    return base64.urlsafe_b64encode(f"r{reward_id}".encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        value = int(raw[1:]) if raw.startswith("r") else -1
-        if not 0 < value < 2**63:
-            raise ValueError
-        return value
-    except ValueError:
-        raise InvalidInput(
-            "cursor is not valid", code="invalid_cursor", details=[{"pointer": "/cursor"}]
-        ) from None
-
-
 async def rewards_page(
     session: AsyncSession,
     program_id: str,
@@ -143,13 +126,13 @@ async def rewards_page(
         )
     query = filters.query(program_id).order_by(Reward.id.desc()).limit(size + 1)
     if cursor:
-        query = query.where(Reward.id < _decode_cursor(cursor))
+        query = query.where(Reward.id < cursors.decode("r", cursor))
     rows = list(await session.scalars(query))
     more = len(rows) > size
     rows = rows[:size]
     return {
         "rewards": await reward_views(session, rows),
-        "next_cursor": _cursor(rows[-1].id) if more and rows else None,
+        "next_cursor": cursors.encode("r", rows[-1].id) if more and rows else None,
     }
 
 

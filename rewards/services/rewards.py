@@ -43,7 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from engine.budgets import budget_month
 from rewards.db.reward_models import GifqPayout, Reward
-from rewards.errors import Conflict, InvalidInput, NotFound
+from rewards.errors import Conflict, NotFound
 from rewards.runtime import Runtime
 from rewards.services import audit
 from rewards.services.balances import lock_people
@@ -202,21 +202,6 @@ async def user_rewards(session: AsyncSession, program_id: str, user_id: str) -> 
             .order_by(Reward.id.desc())
         )
     )
-
-
-async def rewards_by_status(
-    session: AsyncSession, program_id: str, status: str | None, *, limit: int = 500
-) -> list[Reward]:
-    query = select(Reward).where(Reward.program_id == program_id)
-    if status is not None:
-        if status not in STATUSES:
-            raise InvalidInput(
-                f"status must be one of {', '.join(STATUSES)}",
-                code="invalid_status",
-                details=[{"pointer": "/status"}],
-            )
-        query = query.where(Reward.status == status)
-    return list(await session.scalars(query.order_by(Reward.id.desc()).limit(limit)))
 
 
 async def budget_view(rt: Runtime, *, program_id: str, month: str | None) -> dict[str, Any]:
