@@ -95,7 +95,7 @@ async def open_runtime(
     embedded = None
     if redis_url is None:
         redis_url, embedded = resolve_redis_url(settings)
-    secrets.configure(settings)
+    secrets.configure_once(settings)
     net.configure(settings)
     engine = create_engine(settings.effective_database_url, pool_size=settings.db_pool_size)
     return Runtime(

@@ -130,6 +130,15 @@ def configure(settings: Settings) -> Keyring:
     return _keyring
 
 
+def configure_once(settings: Settings) -> Keyring:
+    """The process's keyring, configured from ``settings`` if it has none yet.
+
+    ``open_runtime`` calls this: a process has one keyring, and a second runtime opened in
+    the same process (tests, tools) must not swap the key its secrets were sealed with.
+    """
+    return _keyring or configure(settings)
+
+
 def keyring() -> Keyring:
     """The process's keyring; configured from the environment on first use if need be."""
     return _keyring or configure(Settings())
