@@ -29,7 +29,7 @@ from rewards.demo.org import Happening, Person, month, organisation
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "demo"
 PROGRAM = "demo"
-BRANDS = {"GB": "amazon-uk", "US": "amazon-us", "DE": "zalando-de"}
+BRANDS = {"GBP": "amazon-uk", "USD": "amazon-us", "EUR": "zalando-de"}  # by reward currency
 COURSE_TYPE = "http://adlnet.gov/expapi/activities/course"
 VERBS = {
     "completed": "http://adlnet.gov/expapi/verbs/completed",
@@ -370,12 +370,11 @@ class Player:
             if index % expire_every == 0:
                 self.outcome.left_to_expire.append(reward["id"])
                 continue
-            country = self._country(reward["user_id"])
             self.sandbox.post(f"/sandbox/recipients/{recipient['id']}/view")
             _ok(
                 self.sandbox.post(
                     f"/sandbox/recipients/{recipient['id']}/redeem",
-                    json={"brand": BRANDS.get(country, "amazon-uk")},
+                    json={"brand": BRANDS.get(reward["currency"], "amazon-uk")},
                 )
             )
             self.progress("recipients redeeming", index, len(to_play))
@@ -401,9 +400,6 @@ class Player:
 
             self._wait("links expiring", lapsed, timeout)
         self.outcome.rewards = Counter(r["status"] for r in self.rewards())
-
-    def _country(self, user_id: str) -> str:
-        return next((p.country for p in self.people if p.id == user_id), "GB")
 
     # --- the whole run ----------------------------------------------------------------
 
