@@ -63,7 +63,28 @@ _MERGE = "tag:yaml.org,2002:merge"
 _REPLACED = {_BOOL, _INT, _FLOAT, "tag:yaml.org,2002:value"}
 
 
-class Loader(yaml.SafeLoader):
+class _Yaml12:
+    """What both loaders add to PyYAML's safe loading: YAML 1.2 core scalars and a record
+    of duplicate keys (``_construct_mapping``)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)  # type: ignore[call-arg]
+        self.duplicates: list[tuple[Any, yaml.Mark, yaml.Mark]] = []
+
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        return _construct_mapping(self, node, deep, super().construct_mapping)  # type: ignore[misc]
+
+    def construct_yaml12_bool(self, node: ScalarNode) -> bool:
+        return _bool(str(self.construct_scalar(node)))  # type: ignore[attr-defined]
+
+    def construct_yaml12_int(self, node: ScalarNode) -> int:
+        return _int(str(self.construct_scalar(node)))  # type: ignore[attr-defined]
+
+    def construct_yaml12_float(self, node: ScalarNode) -> float:
+        return _float(str(self.construct_scalar(node)))  # type: ignore[attr-defined]
+
+
+class Loader(_Yaml12, yaml.SafeLoader):
     """PyYAML's safe loader with YAML 1.2 core scalars and duplicate-key detection."""
 
     yaml_implicit_resolvers = {
@@ -71,45 +92,13 @@ class Loader(yaml.SafeLoader):
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.duplicates: list[tuple[Any, yaml.Mark, yaml.Mark]] = []
-
-    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Hashable, Any]:
-        return _construct_mapping(self, node, deep, super().construct_mapping)
-
-    def construct_yaml12_bool(self, node: ScalarNode) -> bool:
-        return _bool(str(self.construct_scalar(node)))
-
-    def construct_yaml12_int(self, node: ScalarNode) -> int:
-        return _int(str(self.construct_scalar(node)))
-
-    def construct_yaml12_float(self, node: ScalarNode) -> float:
-        return _float(str(self.construct_scalar(node)))
-
 
 _CBase: Any = getattr(yaml, "CSafeLoader", None)
 
 
-class FastLoader(_CBase or yaml.SafeLoader):  # type: ignore[misc]
+class FastLoader(_Yaml12, _CBase or yaml.SafeLoader):  # type: ignore[misc]
     """The same loader on libyaml's C parser: about eight times faster. Its error
     messages are terser, so a document it refuses is parsed again by ``Loader``."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.duplicates: list[tuple[Any, yaml.Mark, yaml.Mark]] = []
-
-    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Hashable, Any]:
-        return _construct_mapping(self, node, deep, super().construct_mapping)
-
-    def construct_yaml12_bool(self, node: ScalarNode) -> bool:
-        return _bool(str(self.construct_scalar(node)))
-
-    def construct_yaml12_int(self, node: ScalarNode) -> int:
-        return _int(str(self.construct_scalar(node)))
-
-    def construct_yaml12_float(self, node: ScalarNode) -> float:
-        return _float(str(self.construct_scalar(node)))
 
 
 def _bool(text: str) -> bool:
@@ -163,13 +152,10 @@ Loader.add_implicit_resolver(
     ),
     list("-+0123456789."),
 )
-Loader.add_constructor(_BOOL, Loader.construct_yaml12_bool)
-Loader.add_constructor(_INT, Loader.construct_yaml12_int)
-Loader.add_constructor(_FLOAT, Loader.construct_yaml12_float)
 FastLoader.yaml_implicit_resolvers = Loader.yaml_implicit_resolvers
-FastLoader.add_constructor(_BOOL, FastLoader.construct_yaml12_bool)
-FastLoader.add_constructor(_INT, FastLoader.construct_yaml12_int)
-FastLoader.add_constructor(_FLOAT, FastLoader.construct_yaml12_float)
+for _loader in (Loader, FastLoader):
+    for _tag, _name in ((_BOOL, "bool"), (_INT, "int"), (_FLOAT, "float")):
+        _loader.add_constructor(_tag, getattr(_loader, f"construct_yaml12_{_name}"))
 
 
 @dataclass(frozen=True, slots=True)

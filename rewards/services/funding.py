@@ -34,7 +34,7 @@ from rewards.db.models import User, UserBalance
 from rewards.db.reward_models import LIVE_REWARD, Reward, RewardBacklog
 from rewards.runtime import Runtime
 from rewards.services.balances import add_to_held, lock_people
-from rewards.services.context import program_context
+from rewards.services.context import ProgramContext, program_context
 from rewards.services.rewards import AWAITING_POINTS, enqueue_fulfilment, gate
 from rewards.services.spending import Spend
 from rules.model import Budgets, Threshold
@@ -157,6 +157,22 @@ async def _insert(
             index_elements=["program_id", "user_id", "threshold_id", "level"],
             index_where=text(LIVE_REWARD),
         )
+    )
+
+
+async def fund_in_context(
+    connection: AsyncConnection, context: ProgramContext, user_id: str, *, now: datetime
+) -> list[int]:
+    """``fund`` with the thresholds, budgets and timezone of the program's rules in force."""
+    rules = context.rules
+    return await fund(
+        connection,
+        program_id=context.id,
+        user_id=user_id,
+        thresholds=rules.thresholds if rules else (),
+        budgets=rules.budgets if rules else None,
+        month=budget_month(now, context.tz),
+        now=now,
     )
 
 
@@ -351,16 +367,7 @@ async def fund_waiting(rt: Runtime) -> int:
             connection = await session.connection()
             await lock_people(connection, program_id, {user_id})
             context = await program_context(rt, connection, program_id)
-            rules = context.rules
-            sent = await fund(
-                connection,
-                program_id=program_id,
-                user_id=user_id,
-                thresholds=rules.thresholds if rules else (),
-                budgets=rules.budgets if rules else None,
-                month=budget_month(now, context.tz),
-                now=now,
-            )
+            sent = await fund_in_context(connection, context, user_id, now=now)
         await enqueue_fulfilment(rt, sent)
         queued += len(sent)
     return queued

@@ -31,7 +31,6 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from engine.budgets import budget_month
 from engine.decision import UsageKey
 from rewards.db.dialect import insert_for
 from rewards.db.models import Event, LedgerEntry, Program, User, UserBalance
@@ -205,16 +204,7 @@ async def _undo(
     ]
     await add_usage(connection, program_id, {key: -amount for key, amount in usage})
     # Held points that came back may fund rewards that were waiting.
-    rules = context.rules
-    sent = await funding.fund(
-        connection,
-        program_id=program_id,
-        user_id=user_id,
-        thresholds=rules.thresholds if rules else (),
-        budgets=rules.budgets if rules else None,
-        month=budget_month(now, context.tz),
-        now=now,
-    )
+    sent = await funding.fund_in_context(connection, context, user_id, now=now)
     after = await _available(connection, program_id, user_id)
     undone: dict[str, Any] = {
         "points": -total,

@@ -157,14 +157,19 @@ async def release(
         await post_reward_entry(connection, reward, kind="refund", now=now)
     else:
         await add_to_held(connection, reward.program_id, {reward.user_id: -reward.points_cost})
+    await _give_back_budget(connection, reward)
+    reward.released_at = now
+    return True
+
+
+async def _give_back_budget(connection: AsyncConnection, reward: Reward) -> None:
+    """Take the reward's amount out of its budget month's spend, if it was counted there."""
     if reward.budget_month is not None:
         month, currency = reward.budget_month, reward.currency
         spent = await _locked_spent(connection, reward.program_id, currency, month)
         await _store_spent(
             connection, reward.program_id, currency, month, spent - Decimal(reward.amount)
         )
-    reward.released_at = now
-    return True
 
 
 async def unfund(connection: AsyncConnection, reward: Reward, *, now: datetime) -> None:
@@ -172,11 +177,6 @@ async def unfund(connection: AsyncConnection, reward: Reward, *, now: datetime) 
     and its amount in the budget month come back (it is funded and admitted again later,
     in order). The caller holds the user's balance row lock and the reward's row lock."""
     await add_to_held(connection, reward.program_id, {reward.user_id: -reward.points_cost})
-    if reward.budget_month is not None:
-        month, currency = reward.budget_month, reward.currency
-        spent = await _locked_spent(connection, reward.program_id, currency, month)
-        await _store_spent(
-            connection, reward.program_id, currency, month, spent - Decimal(reward.amount)
-        )
+    await _give_back_budget(connection, reward)
     reward.budget_month = None
     reward.status, reward.updated_at = "awaiting_points", now
