@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.deps import basic_credentials, bearer, identify
 from api.errors import error_response, is_unavailable, unavailable
 from api.limits import Credential, RoutePolicy, describe, policy_for
+from api.pages import auth as pages_auth
 from rewards.errors import InvalidInput, Unauthenticated
 from rewards.runtime import Runtime
 from rewards.services import keys, ratelimit
@@ -88,6 +89,10 @@ async def admit(request: Request, policy: RoutePolicy) -> JSONResponse | None:
     token = bearer(header)
     if token is None and policy.basic and (credentials := basic_credentials(header)):
         token = credentials[1]  # the key's secret; the route checks the key id
+    if policy.credential is Credential.page:
+        token = pages_auth.credential(request)  # a cookie; never the Authorization header
+        if token is None:
+            return None  # the page asks its visitor to sign in
     if policy.credential is Credential.platform:
         if token is not None and hmac.compare_digest(
             token.encode(), rt.settings.resolved_platform_key().encode()
@@ -104,6 +109,8 @@ async def admit(request: Request, policy: RoutePolicy) -> JSONResponse | None:
         try:
             principal = await identify(rt, token)
         except Unauthenticated as exc:
+            if policy.credential is Credential.page:  # counted; the page offers a sign-in
+                return await failed_page(request, rt, exc.message)
             return await failed(request, rt, exc.message, exc.code)
     request.scope.setdefault("state", {})["principal"] = principal
     return await within_rate(request, rt, principal)
@@ -128,6 +135,21 @@ async def failed(
     response = error_response(request, 401, code, message)
     response.headers["WWW-Authenticate"] = "Bearer"
     return response
+
+
+async def failed_page(request: Request, rt: Runtime, message: str) -> JSONResponse | None:
+    """A page's cookie that no longer signs anyone in: counted against the source address
+    like a 401 (past the limit, a 429); the page then shows why and offers a sign-in."""
+    verdict = await ratelimit.count_failure(
+        rt.redis,
+        failure_key(rt, request),
+        limit=rt.settings.auth_failures_per_minute,
+        window_seconds=FAILURE_WINDOW_SECONDS,
+    )
+    if not verdict.allowed:
+        return too_many_failures(request, verdict.retry_after)
+    request.scope.setdefault("state", {})["page_refusal"] = message
+    return None
 
 
 def too_many_failures(request: Request, retry_after: int) -> JSONResponse:

@@ -19,6 +19,9 @@ class Credential(StrEnum):
     none = "none"  # public, or signed over its body by a third party (GIFQ, Slack)
     api_key = "api_key"  # Authorization: Bearer <key>, recognised by api.deps.identify
     platform = "platform"  # Authorization: Bearer <REWARDS_PLATFORM_KEY>
+    # The pages (``api.pages``): an API key or employee token in the page's cookie, checked
+    # and rated like a bearer when present; without one the page asks to sign in.
+    page = "page"
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,9 @@ ROUTES: tuple[tuple[str, re.Pattern[str], RoutePolicy], ...] = tuple(
         ("*", r"/v1/sources/xapi/.+", RoutePolicy(Credential.api_key, 5 * MB, basic=True)),
         ("POST", r"/v1/sources/crm/.+", RoutePolicy(Credential.api_key, 1 * MB)),
         ("*", r"/v1/.*", RoutePolicy(Credential.api_key, 256 * KB)),
-        ("*", r".*", RoutePolicy(Credential.none, 64 * KB)),  # /healthz, /metrics, pages
+        ("GET", r"/app/static/.*", RoutePolicy(Credential.none, 64 * KB)),
+        ("*", r"/app(/.*)?", RoutePolicy(Credential.page, 64 * KB)),  # form posts: a few KB
+        ("*", r".*", RoutePolicy(Credential.none, 64 * KB)),  # /healthz, /metrics
     )
 )
 
