@@ -210,7 +210,7 @@ async def test_the_board_streams_to_its_page_and_changes_as_points_land(
 ) -> None:
     await staffed(program)
     cookies = {auth.ME_COOKIE: token(program, "u0")}
-    status, headers, body = await stream_start(
+    status, headers, _ = await stream_start(
         runtime,
         "/app/me/stream",
         cookies=cookies,
