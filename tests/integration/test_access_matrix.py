@@ -21,11 +21,15 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from fastapi.routing import APIRoute
 
 from api.app import create_app
+from api.pages import auth as pages_auth
+from api.pages.routes import router as pages_router
 from rewards.runtime import Runtime
 from tests.conftest import PLATFORM_KEY, ProgramClient, event, new_program
 from tests.integration.employees import RULES, SECRET, accept_tokens, claims_for
+from tests.integration.pages import stream_start
 
 
 class Access(StrEnum):
@@ -39,6 +43,8 @@ class Access(StrEnum):
     self_write = "self_write"  # an events:write key, or the employee's own token
     board = "board"  # a read key, or an employee token on its own cohorts' boards
     admin_or_employee = "admin_or_employee"  # an admin key, or any employee token
+    employee = "employee"  # an employee token only (the pages' /app/me)
+    session = "session"  # whoever holds the page's cookie: its CSRF token is what counts
 
 
 CREDENTIALS = (
@@ -67,11 +73,18 @@ class Route:
     content: str | None = None
     content_type: str | None = None
     params: dict[str, str] = field(default_factory=dict)
+    # A page (``api.pages``): the credential goes in this cookie, not in a header, and a
+    # form posts the CSRF token made from it. Pages answer in HTML and are not in the
+    # OpenAPI document.
+    cookie: str | None = None
+    form: dict[str, str] | None = None
+    stream: bool = False  # Server-Sent Events: only the status is read
 
 
 YAML = "application/yaml"
 CHALLENGES = "challenges: []\n"
 MISSING_REWARD = {"reward_id": "987654321"}
+ME, ADMIN = pages_auth.ME_COOKIE, pages_auth.ADMIN_COOKIE
 
 ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/healthz"): Route(Access.public),
@@ -147,6 +160,21 @@ ROUTES: dict[tuple[str, str], Route] = {
     ),
     ("POST", "/v1/users:sync"): Route(Access.admin, ok=422, json=[], params={"dry_run": "true"}),
     ("POST", "/v1/users/{user_id}/leave"): Route(Access.admin, ok=422, json={}),
+    # The pages. The sign-in form needs the token of the form it came from: 403 without.
+    ("GET", "/app/static/{name}"): Route(Access.public, path={"name": "pages.css"}),
+    ("GET", "/app/me"): Route(Access.employee, other=403, cookie=ME),
+    ("GET", "/app/me/stream"): Route(Access.employee, other=403, cookie=ME, stream=True),
+    ("POST", "/app/me/sign-out"): Route(Access.session, cookie=ME, form={}),
+    ("GET", "/app/admin"): Route(Access.admin, cookie=ADMIN),
+    ("POST", "/app/admin/sign-in"): Route(Access.public, ok=403, cookie=ADMIN, form={}),
+    ("POST", "/app/admin/sign-out"): Route(Access.session, cookie=ADMIN, form={}),
+    ("POST", "/app/admin/rewards/{reward_id}/approve"): Route(
+        Access.admin, ok=404, path=MISSING_REWARD, cookie=ADMIN, form={}
+    ),
+    ("POST", "/app/admin/rewards/{reward_id}/reject"): Route(
+        Access.admin, ok=404, path=MISSING_REWARD, cookie=ADMIN, form={}
+    ),
+    ("POST", "/app/admin/dry-run"): Route(Access.admin, cookie=ADMIN, form={"event": "{}"}),
 }
 
 # Who may call each class, beyond the admin key (admin implies read and write).
@@ -158,8 +186,15 @@ KEYS_ALLOWED = {
     Access.self_write: {"admin", "write"},
     Access.board: {"admin", "read"},
     Access.admin_or_employee: {"admin"},
+    Access.employee: set(),
 }
-EMPLOYEES_ALLOWED = {Access.self_read, Access.self_write, Access.board, Access.admin_or_employee}
+EMPLOYEES_ALLOWED = {
+    Access.self_read,
+    Access.self_write,
+    Access.board,
+    Access.admin_or_employee,
+    Access.employee,
+}
 
 
 def expected(path: str, route: Route, credential: str) -> int:
@@ -167,6 +202,8 @@ def expected(path: str, route: Route, credential: str) -> int:
         return route.ok
     if route.access is Access.signed:
         return 401
+    if route.access is Access.session:
+        return 403 if credential == "none" else route.ok
     if route.access is Access.platform:
         return route.ok if credential == "platform" else 401  # any other bearer: not the key
     if credential in ("none", "platform", *BAD_TOKENS):
@@ -238,6 +275,32 @@ async def world(http: httpx.AsyncClient, runtime: Runtime) -> World:
     return World(program, headers, create_app(runtime.settings, runtime=runtime).openapi())
 
 
+async def page_status(
+    http: httpx.AsyncClient,
+    runtime: Runtime,
+    method: str,
+    url: str,
+    route: Route,
+    headers: dict[str, str],
+) -> int:
+    """A page's status with the credential of ``headers`` in its cookie instead, and with
+    the CSRF token made from it in the form."""
+    assert route.cookie is not None
+    secret = headers.pop("Authorization", "").removeprefix("Bearer ")
+    cookies = {route.cookie: secret} if secret else {}
+    if route.stream:
+        status, _, _ = await stream_start(runtime, url, cookies=cookies)
+        return status
+    if cookies:
+        headers["Cookie"] = f"{route.cookie}={secret}"
+    form = None
+    if route.form is not None:
+        form = {**route.form, "csrf": pages_auth.csrf_token(secret)} if secret else route.form
+    response = await http.request(method, url, headers=headers, data=form)
+    assert response.headers["content-type"].startswith(("text/html", "text/css")), response.text
+    return response.status_code
+
+
 def document_routes(runtime: Runtime) -> set[tuple[str, str]]:
     document = create_app(runtime.settings, runtime=runtime).openapi()
     return {
@@ -248,15 +311,25 @@ def document_routes(runtime: Runtime) -> set[tuple[str, str]]:
     }
 
 
+def page_routes() -> set[tuple[str, str]]:
+    """The pages' routes: served by the app, left out of the document."""
+    return {
+        (method, route.path)
+        for route in pages_router.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods
+    }
+
+
 def test_every_route_has_a_line(runtime: Runtime) -> None:
-    in_document = document_routes(runtime)
+    in_document = document_routes(runtime) | page_routes()
     assert sorted(in_document - ROUTES.keys()) == [], "add these routes to ROUTES"
     assert sorted(ROUTES.keys() - in_document) == [], "these ROUTES lines name no route"
 
 
 @pytest.mark.parametrize(("method", "path"), sorted(ROUTES), ids=lambda v: str(v))
 async def test_each_credential_gets_the_expected_status(
-    world: World, http: httpx.AsyncClient, method: str, path: str
+    world: World, http: httpx.AsyncClient, runtime: Runtime, method: str, path: str
 ) -> None:
     route = ROUTES[(method, path)]
     values = {"user_id": "u-me", "board": "global", "program_id": world.program.id, **route.path}
@@ -266,6 +339,10 @@ async def test_each_credential_gets_the_expected_status(
     for credential in CREDENTIALS:
         headers = dict(world.headers[credential])
         kwargs: dict[str, Any] = {}
+        if route.cookie is not None:
+            got[credential] = await page_status(http, runtime, method, url, route, headers)
+            want[credential] = expected(path, route, credential)
+            continue
         if route.content is not None:
             kwargs["content"] = route.content
             headers["Content-Type"] = route.content_type or "application/json"
@@ -277,6 +354,8 @@ async def test_each_credential_gets_the_expected_status(
         if response.status_code >= 400:
             assert "error" in response.json(), (credential, response.text)
     assert got == want
+    if route.cookie is not None or path.startswith("/app"):
+        return  # a page: HTML, not in the document
     # The document describes every error a caller can get here.
     described = world.document["paths"][path][method.lower()]["responses"]
     undocumented = {s for s in got.values() if s >= 400 and str(s) not in described}

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from urllib.parse import urlencode
 
 import httpx
 import pytest
+from fastapi.routing import APIRoute
 
+from api.limits import Credential, policy_for
 from api.pages import auth, stream
+from api.pages.routes import router as pages_router
 from rewards.runtime import Runtime
 from tests.conftest import ProgramClient, event
 from tests.integration.employees import RULES, accept_tokens, token
@@ -257,3 +261,18 @@ async def test_static_files_and_unknown_pages(runtime: Runtime) -> None:
         for path in ("/app/static/../../pyproject.toml", "/app/static/nope.js", "/app/nope"):
             response = await client.get(path)
             assert response.status_code == 404, path
+
+
+def test_the_gate_checks_every_pages_cookie() -> None:
+    """Every page but the static files names ``Credential.page`` in ``api.limits``: the gate
+    identifies its cookie (counting failures, rating the key) before the page runs."""
+    checked = 0
+    for route in pages_router.routes:
+        assert isinstance(route, APIRoute)
+        path = re.sub(r"\{[^}]+\}", "x", route.path)
+        for method in route.methods:
+            credential = policy_for(method, path).credential
+            static = route.path.startswith("/app/static/")
+            assert credential is (Credential.none if static else Credential.page), route.path
+            checked += 1
+    assert checked >= 9
