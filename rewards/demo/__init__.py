@@ -150,6 +150,10 @@ def run(
                 f"({', '.join(f'{n} {s}' for s, n in sorted(outcome.sent.items()))}) "
                 f"in {elapsed:.0f} s"
             )
+            pages = {
+                "me": player.page_link(base, outcome.featured),
+                "admin": f"{base}/app/admin",
+            }
             summary = {
                 "people": outcome.people,
                 "sent": dict(outcome.sent),
@@ -159,12 +163,19 @@ def run(
                 "left_to_expire": outcome.left_to_expire,
                 "checks": outcome.checks,
                 "seconds": round(elapsed, 1),
+                "pages": pages,
             }
             (data_dir / "demo-summary.json").write_text(json.dumps(summary, indent=2))
             if serve:
                 console.print(
                     f"\nThe API keeps running on {base} (docs at {base}/docs); the admin key of "
                     f"the program '{PROGRAM}' is in {data_dir / 'demo-program.json'}. Ctrl-C stops it."
+                )
+                console.print(
+                    f"\nThe pages:\n  {outcome.featured}'s own page (the link is valid for an hour):\n"
+                    f"  {pages['me']}\n  the admin page (sign in with the admin key "
+                    f"above):\n  {pages['admin']}",
+                    soft_wrap=True,
                 )
                 with contextlib.suppress(KeyboardInterrupt):
                     server.process.wait()

@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+import jwt
 
 from rewards.demo.org import Happening, Person, month, organisation
 
@@ -109,13 +110,25 @@ class Player:
         saved.chmod(0o600)
 
     @property
+    def token_secret(self) -> str:
+        """The program's ``employee_token_secret``: the demo signs its people's page links."""
+        return hashlib.sha256(self.slack_secret.encode()).hexdigest()
+
+    def page_link(self, base: str, user_id: str, *, ttl: int = 3600) -> str:
+        """``/app/me?token=...`` for ``user_id``, as an HR platform would hand it out."""
+        now = int(time.time())
+        claims = {"sub": user_id, "aud": PROGRAM, "iat": now, "exp": now + ttl}
+        token = jwt.encode({**claims, "jti": uuid.uuid4().hex}, self.token_secret, "HS256")
+        return f"{base}/app/me?token={token}"
+
+    @property
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.key}"}
 
     def configure(self) -> None:
         settings = {
             "slack_signing_secret": self.slack_secret,
-            "employee_token_secret": hashlib.sha256(self.slack_secret.encode()).hexdigest(),
+            "employee_token_secret": self.token_secret,
         }
         _ok(self.engine.put("/v1/programs/current/settings", json=settings, headers=self.auth))
         yaml = {"Content-Type": "application/yaml", **self.auth}
