@@ -182,6 +182,7 @@ async def me_stream(request: Request, rt: RuntimeDep, session: SessionDep) -> Re
             user_id=who.user_id,
             boards=[board["board"] for board in found],
             until=time.monotonic() + left,
+            gone=request.is_disconnected,
         ),
         slots=slots,
         who=person,

@@ -6,9 +6,8 @@ when what the page shows changed, a comment every ``HEARTBEAT_SECONDS`` otherwis
 proxies keep it open and a gone client is noticed), and ends with ``event: bye`` when
 the token runs out or after ``MAX_SECONDS`` (the browser's EventSource reconnects, with
 the cookie checked again). A person has at most ``PER_PERSON`` streams open in a
-process; one more is a 429. A client that goes away ends its stream at once: Starlette
-cancels the response when the connection closes, and the slot is given back however the
-stream ends.
+process; one more is a 429. A client that goes away ends its stream within a poll, and
+the slot is given back however the stream ends.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -68,13 +67,21 @@ class EventStream(StreamingResponse):
 
 
 async def board_events(
-    rt: Runtime, *, program_id: str, user_id: str, boards: list[str], until: float
+    rt: Runtime,
+    *,
+    program_id: str,
+    user_id: str,
+    boards: list[str],
+    until: float,
+    gone: Callable[[], Awaitable[bool]],
 ) -> AsyncIterator[str]:
-    """``until``: a ``time.monotonic()`` at which the stream says goodbye."""
+    """``until``: a ``time.monotonic()`` at which the stream says goodbye; ``gone``: whether
+    the client went away (asked every poll, so a closed tab frees its slot within a second
+    even where the server only notices on the next write)."""
     sent: bytes | None = None
     quiet = 0.0
     yield "retry: 3000\n\n"
-    while time.monotonic() < until:
+    while time.monotonic() < until and not await gone():
         found = await views.around_me(rt, program_id, user_id, boards)
         signature = views.board_signature(found)
         if signature != sent:
