@@ -90,7 +90,14 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     command = [sys.executable, "-m", "rewards.cli", "demo", "--people", "40", "--days", "21"]
     command += ["--port", str(port), "--sandbox-port", str(free_port()), "--serve"]
     log = (data_dir / "demo-output.log").open("wb")
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        command,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        # Ctrl-C stops the demo: make sure it hears SIGINT even if this runs in a background job.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     summary_path = data_dir / "demo" / "demo-summary.json"
     try:
         deadline = time.monotonic() + DEMO_SECONDS
