@@ -5,6 +5,10 @@ In order, each step answering without reading further:
 1. **Credentials** (``api.limits`` says which a route needs), from the headers alone:
    a missing or unknown key is a 401 before a byte of the body is read. A source address
    with too many failed attempts in a minute gets 429s instead, without a look-up.
+   The pages (``Credential.page``) carry their key or token in a cookie
+   (``api.pages.auth``): checked, counted and rated the same way when present; when absent
+   or refused, the page itself answers with a sign-in (a refusal is left in the request's
+   state as ``page_refusal`` for it to explain).
 2. **Rate** per API key: a token bucket in Redis; 429 with ``Retry-After`` when empty.
 3. **Body size**: a ``Content-Length`` over the route's limit is a 413 unread; otherwise
    the body is read up to the limit and a 413 as soon as it passes it.

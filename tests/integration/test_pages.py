@@ -20,6 +20,7 @@ from rewards.runtime import Runtime
 from tests.conftest import ProgramClient, event
 from tests.integration.employees import RULES, accept_tokens, token
 from tests.integration.pages import browser, csrf_of, stream_start
+from tests.integration.test_gate import client_from, runtime_with
 
 APPROVAL_RULES = (
     RULES
@@ -276,3 +277,27 @@ def test_the_gate_checks_every_pages_cookie() -> None:
             assert credential is (Credential.none if static else Credential.page), route.path
             checked += 1
     assert checked >= 9
+
+
+async def test_failed_sign_ins_on_the_pages_count_like_the_apis(
+    runtime: Runtime, program: ProgramClient
+) -> None:
+    """Wrong keys in the admin form and dead cookies count towards the address's limit of
+    failed authentications, as bearer credentials do; past it, 429."""
+    limit = 3
+    async with (
+        runtime_with(runtime, auth_failures_per_minute=limit, auth_cache_seconds=60) as own,
+        client_from(own, "198.51.100.9") as client,
+    ):
+        csrf = csrf_of((await client.get("/app/admin")).text)
+        statuses = [
+            (
+                await client.post("/app/admin/sign-in", data={"key": f"rwk_{n}", "csrf": csrf})
+            ).status_code
+            for n in range(limit)
+        ]
+        assert statuses == [401] * limit
+        right = await client.post("/app/admin/sign-in", data={"key": program.key, "csrf": csrf})
+        assert right.status_code == 429 and "Too many failed attempts" in right.text
+        stale = await client.get("/app/me", headers={"Cookie": f"{auth.ME_COOKIE}=eyJx.eyJx.x"})
+        assert stale.status_code == 429
