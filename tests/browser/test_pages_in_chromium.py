@@ -182,7 +182,8 @@ async def test_my_page_shows_my_board_and_my_rank_moves_live(demo: Demo, browser
     board = page.locator('.board[data-board="global"]')
     await expect(board.locator("ol.ranks li.me")).to_have_count(1)
     await expect(page.locator("#live")).to_be_visible(timeout=10_000)  # the stream is open
-    await page.screenshot(path=shot("me.png"), full_page=True)
+    await page.screenshot(path=shot("me.png"))
+    await page.screenshot(path=shot("me-full.png"), full_page=True)
     phone = await new_page(browser, width=390, height=844)
     await phone.goto(demo.me_link)
     await phone.screenshot(path=shot("me-phone.png"), full_page=False)
@@ -222,7 +223,8 @@ async def test_an_admin_approves_a_reward_and_it_goes_out(demo: Demo, browser: B
     waiting = page.locator("#approvals .approval")
     await expect(waiting.first).to_be_visible()
     await expect(page.locator(".hl").first).to_be_visible()  # the rules, highlighted
-    await page.screenshot(path=shot("admin.png"), full_page=True)
+    await page.screenshot(path=shot("admin.png"))
+    await page.screenshot(path=shot("admin-full.png"), full_page=True)
     reward_id = await waiting.first.get_attribute("data-reward")
     assert reward_id is not None
     await waiting.first.locator("button.approve").click()
@@ -231,7 +233,7 @@ async def test_an_admin_approves_a_reward_and_it_goes_out(demo: Demo, browser: B
     deadline = time.monotonic() + 60
     while True:  # the worker sends it to the sandbox; the page shows it as it stands now
         status = (await row.locator(".pill").inner_text()) if await row.count() else ""
-        if status in ("sent", "redeemed"):
+        if status in ("submitted", "redeemed"):  # GIFQ took the order
             break
         assert time.monotonic() < deadline, f"reward {reward_id} still '{status}'"
         await page.wait_for_timeout(1000)
@@ -241,7 +243,7 @@ async def test_an_admin_approves_a_reward_and_it_goes_out(demo: Demo, browser: B
     with api(demo) as client:
         found = client.get("/v1/rewards", params={"limit": 500}).json()["rewards"]
     reward = next(r for r in found if str(r["id"]) == reward_id)
-    assert reward["status"] in ("sent", "redeemed") and reward["gifq_order_id"]
+    assert reward["status"] in ("submitted", "redeemed") and reward["gifq_order_id"]
     assert reward["decided_by"]
 
 
