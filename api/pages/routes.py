@@ -135,8 +135,9 @@ async def me(request: Request, rt: RuntimeDep, session: SessionDep) -> Response:
     who = employee(request)
     if isinstance(who, Response):
         return who
-    token = request.query_params.get("token")
-    if token is not None:  # the HR platform's link: keep the token in a cookie, not the URL
+    if "token" in request.query_params:  # the HR platform's link: to a cookie, off the URL
+        token = auth.credential(request)
+        assert token is not None  # the gate signed ``who`` in with it
         claims = jwt.decode(token, options={"verify_signature": False})  # the gate verified it
         lifetime = max(int(claims["exp"]) - int(time.time()), 1)
         response: Response = RedirectResponse(auth.ME_PATH, status_code=303)
@@ -171,9 +172,9 @@ async def me_stream(request: Request, rt: RuntimeDep, session: SessionDep) -> Re
             f"At most {slots.limit} live pages at once; close one and reload.",
             status=429,
         )
-    claims = jwt.decode(
-        request.cookies.get(auth.ME_COOKIE, ""), options={"verify_signature": False}
-    )
+    cookie = auth.credential(request)
+    assert cookie is not None  # the gate signed ``who`` in with it
+    claims = jwt.decode(cookie, options={"verify_signature": False})
     left = min(float(claims["exp"]) - time.time(), stream.MAX_SECONDS)
     return stream.EventStream(
         stream.board_events(

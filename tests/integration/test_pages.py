@@ -78,7 +78,8 @@ async def test_a_link_becomes_a_cookie_and_the_page_shows_my_programme(
         assert 'class="me"' in html and ">Bo<" in html  # my rank ± 5, me marked
         assert "<script>" not in html and "style=" not in html  # nothing inline: the CSP holds
     async with browser(runtime, base_url="https://rewards.test") as client:
-        response = await client.get("/app/me", params={"token": link})
+        response = await client.get("/app/me", params={"token": f" {link} "})
+        assert response.status_code == 303
         assert "secure" in response.headers["set-cookie"].lower()
 
 
