@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import errors, openapi
 from api.gate import Gate, check_parameters
 from api.pages import routes as pages
-from api.pages.security import PageHeaders
+from api.pages.security import PageHeaders, redact_access_log
 from api.routes import (
     audit,
     challenges,
@@ -123,6 +123,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     ):
         app.include_router(module.router)
     app.include_router(pages.router)  # /app/me, /app/admin: HTML, not in the OpenAPI document
+    redact_access_log()  # an employee's link carries a token
     app.add_middleware(Gate)  # credentials, rates and body limits, before any body is read
     app.add_middleware(PageHeaders)  # the pages' CSP and friends, on their errors too
     app.add_middleware(RequestContext)  # outermost: every answer, the gate's too, has an id

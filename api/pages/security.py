@@ -5,6 +5,9 @@ The Content-Security-Policy allows only this origin's files: no inline script or
 
 from __future__ import annotations
 
+import logging
+import re
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 CSP = (
@@ -43,3 +46,27 @@ class PageHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+TOKEN_IN_QUERY = re.compile(r"(?<=[?&]token=)[^&\s]+")
+
+
+class RedactTokens(logging.Filter):
+    """Keeps the employee token of a ``/app/me?token=...`` link out of the access log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(
+            isinstance(arg, str) and "token=" in arg for arg in record.args
+        ):
+            record.args = tuple(
+                TOKEN_IN_QUERY.sub("<redacted>", arg) if isinstance(arg, str) else arg
+                for arg in record.args
+            )
+        return True
+
+
+def redact_access_log() -> None:
+    """Install ``RedactTokens`` on uvicorn's access log (once)."""
+    logger = logging.getLogger("uvicorn.access")
+    if not any(isinstance(found, RedactTokens) for found in logger.filters):
+        logger.addFilter(RedactTokens())
