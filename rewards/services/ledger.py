@@ -15,13 +15,14 @@ from rewards.db.models import LedgerEntry, UserBalance
 from rewards.errors import InvalidInput
 from rewards.leaderboards import outbox as leaderboard_outbox
 from rewards.leaderboards.postings import expiry_reversals, post_reversals
+from rewards.lifecycle import LedgerKind, expire_key, ledger_row
 from rewards.runtime import Runtime
 from rewards.services.balances import add_to_balances, lock_people
 from rewards.services.context import program_context
 from rewards.services.users import get_user
 
 # The entries lifetime earned points sum: earnings and what retractions took back of them.
-EARNED_KINDS = ("earn", "retract", "streak_bonus", "clawback")
+EARNED_KINDS = (LedgerKind.EARN, LedgerKind.RETRACT, LedgerKind.STREAK_BONUS, LedgerKind.CLAWBACK)
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 
@@ -116,7 +117,7 @@ async def expire_due(rt: Runtime, program_id: str) -> int:
     now = rt.clock()
     async with rt.sessions() as session:
         expired_lots = select(LedgerEntry.lot_id).where(
-            LedgerEntry.program_id == program_id, LedgerEntry.kind == "expire"
+            LedgerEntry.program_id == program_id, LedgerEntry.kind == LedgerKind.EXPIRE
         )
         users = list(
             await session.scalars(
@@ -145,20 +146,16 @@ async def expire_due(rt: Runtime, program_id: str) -> int:
                     index_elements=["program_id", "dedupe_key"]
                 ),
                 [
-                    {
-                        "program_id": program_id,
-                        "user_id": user_id,
-                        "kind": "expire",
-                        "points": -lot.remaining,
-                        "dedupe_key": f"expire:{lot.id}",
-                        "event_id": None,
-                        "rule_id": None,
-                        "rules_version": None,
-                        "lot_id": lot.id,
-                        "expires_at": lot.expires_at,
-                        "details": {},
-                        "created_at": now,
-                    }
+                    ledger_row(
+                        kind=LedgerKind.EXPIRE,
+                        key=expire_key(lot.id),
+                        program_id=program_id,
+                        user_id=user_id,
+                        points=-lot.remaining,
+                        lot_id=lot.id,
+                        expires_at=lot.expires_at,
+                        now=now,
+                    )
                     for lot in due
                 ],
             )
