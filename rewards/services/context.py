@@ -14,15 +14,13 @@ from sqlalchemy.orm import aliased
 from rewards.db.engagement_models import ChallengeSetVersion
 from rewards.db.models import Program, RuleSetVersion
 from rewards.errors import NotFound
+from rewards.program_settings import DEFAULT_MAX_POINTS_PER_EVENT, ProgramSettings
 from rewards.runtime import Runtime
 from rewards.services.challenges import compile_challenges
 from rewards.services.rulesets import cache_ruleset, compile_rules, off_loop
 from rules import RuleSet
 from rules.challenges import ChallengeSet
 from rules.tenure import DEFAULT_TENURE_BANDS, TenureBand
-
-# Points one event may earn from the rules unless the program sets ``max_points_per_event``.
-DEFAULT_MAX_POINTS_PER_EVENT = 100_000
 
 
 @dataclass(frozen=True)
@@ -96,9 +94,7 @@ async def program_context(
             if challenges_source
             else None
         ),
-        max_points_per_event=(settings or {}).get(
-            "max_points_per_event", DEFAULT_MAX_POINTS_PER_EVENT
-        ),
+        max_points_per_event=ProgramSettings.of(settings).points_cap,
     )
     rt.programs[program_id] = (time.monotonic() + rt.settings.program_cache_seconds, context)
     return context

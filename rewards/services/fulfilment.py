@@ -19,6 +19,7 @@ What happens after the order exists is ``rewards.services.tracking``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -41,6 +42,7 @@ from rewards.gifq import (
 )
 from rewards.gifq.limiter import DEFAULT_RESERVE, GifqRateLimiter, Lane, RateLimit, limiter_key
 from rewards.lifecycle import TO_SEND, LedgerKind, RewardStatus, move
+from rewards.program_settings import ProgramSettings
 from rewards.runtime import Runtime
 from rewards.services.alerts import raise_alert
 from rewards.services.balances import add_to_held, lock_people
@@ -63,20 +65,23 @@ class GifqSettings:
 
     @classmethod
     def of(
-        cls, settings: dict[str, Any] | None, *, callback_url: str | None = None
+        cls,
+        settings: Mapping[str, Any] | ProgramSettings | None,
+        *,
+        callback_url: str | None = None,
     ) -> GifqSettings | None:
         """The program's GIFQ settings, or None when it cannot talk to GIFQ yet.
         ``callback_url``: the one derived from ``REWARDS_PUBLIC_URL``, unless the program
         overrides it."""
-        settings = settings or {}
-        if not settings.get("gifq_base_url") or not settings.get("gifq_api_token"):
+        typed = ProgramSettings.of(settings)
+        if not typed.gifq_base_url or not typed.gifq_api_token:
             return None
         return cls(
-            base_url=settings["gifq_base_url"],
-            api_token=settings["gifq_api_token"],
-            wallet_currency=settings.get("wallet_currency"),
-            ledger_account_id=settings.get("ledger_account_id"),
-            callback_url=settings.get("gifq_callback_url") or callback_url,
+            base_url=typed.gifq_base_url,
+            api_token=typed.gifq_api_token,
+            wallet_currency=typed.wallet_currency,
+            ledger_account_id=typed.ledger_account_id,
+            callback_url=typed.gifq_callback_url or callback_url,
         )
 
     def client(self, rt: Runtime | None = None, *, lane: Lane = Lane.READ) -> GifqClient:

@@ -8,12 +8,14 @@ never touched.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from rewards.db.models import Program
+from rewards.program_settings import ProgramSettings
 from rewards.services.programs import ProgramSettingsIn, update_settings
 
 
@@ -38,10 +40,10 @@ class SandboxGifq:
         )
 
 
-def has_gifq(settings: dict[str, object] | None) -> bool:
+def has_gifq(settings: Mapping[str, object] | None) -> bool:
     """Whether the program names a GIFQ to pay through (clearing ``gifq_base_url`` makes
     the next ``serve --with-sandbox`` wire it again, e.g. after a change of sandbox port)."""
-    return bool((settings or {}).get("gifq_base_url"))
+    return bool(ProgramSettings.of(settings).gifq_base_url)
 
 
 async def wire_program(session: AsyncSession, program: Program, sandbox: SandboxGifq) -> bool:

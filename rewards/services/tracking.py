@@ -63,6 +63,7 @@ from rewards.gifq import (
 )
 from rewards.gifq.webhooks import SIGNATURE_HEADER
 from rewards.lifecycle import FINISHED, TRACKED, RewardStatus, move
+from rewards.program_settings import ProgramSettings
 from rewards.runtime import Runtime
 from rewards.services.alerts import raise_alert
 from rewards.services.balances import lock_people
@@ -189,7 +190,7 @@ async def receive_webhook(
     async with rt.sessions() as session, session.begin():
         program = await session.get(Program, program_id)
         settings = (program.settings if program else None) or {}
-        secret = settings.get("gifq_webhook_secret")
+        secret = ProgramSettings.of(settings).gifq_webhook_secret
         if not secret or not verify_signature(
             secret=secret,
             body=body,
