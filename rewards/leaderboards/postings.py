@@ -24,7 +24,7 @@ from engine.boards import boards_for, booking_periods, reversal_periods
 from rewards.db.leaderboard_models import LeaderboardOutbox, LeaderboardPosting
 from rewards.db.models import LedgerEntry, User
 from rewards.lifecycle import expire_key
-from rewards.services.context import ProgramContext
+from rewards.program_context import ProgramContext
 
 Bind = AsyncConnection | AsyncSession
 

@@ -33,10 +33,11 @@ from rewards.db.dialect import insert_for
 from rewards.db.models import User, UserBalance
 from rewards.db.reward_models import LIVE_REWARD, Reward, RewardBacklog
 from rewards.lifecycle import RewardStatus
+from rewards.program_context import ProgramContext, program_context
+from rewards.queue import enqueue_fulfilment
 from rewards.runtime import Runtime
 from rewards.services.balances import add_to_held, lock_people
-from rewards.services.context import ProgramContext, program_context
-from rewards.services.rewards import enqueue_fulfilment, gate
+from rewards.services.rewards import gate
 from rewards.services.spending import Spend
 from rewards.services.transitions import move_rows
 from rules.model import Budgets, Threshold

@@ -10,21 +10,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.lots import LedgerLine, LotBook, allocate
 from rewards import cursors
+from rewards.cursors import check_limit
 from rewards.db.dialect import insert_for
 from rewards.db.models import LedgerEntry, UserBalance
-from rewards.errors import InvalidInput
 from rewards.leaderboards import outbox as leaderboard_outbox
 from rewards.leaderboards.postings import expiry_reversals, post_reversals
 from rewards.lifecycle import LedgerKind, expire_key, ledger_row
+from rewards.program_context import program_context
 from rewards.runtime import Runtime
 from rewards.services.balances import add_to_balances, lock_people
-from rewards.services.context import program_context
 from rewards.services.users import get_user
 
 # The entries lifetime earned points sum: earnings and what retractions took back of them.
 EARNED_KINDS = (LedgerKind.EARN, LedgerKind.RETRACT, LedgerKind.STREAK_BONUS, LedgerKind.CLAWBACK)
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 500
 
 
 async def lot_book(session: AsyncSession, program_id: str, user_id: str) -> LotBook:
@@ -58,18 +56,6 @@ async def balance(
         "available": row.balance - overdue - row.held,
         "expiring": [{"points": points, "expires_at": at} for points, at in book.upcoming(now)],
     }
-
-
-def check_limit(limit: int | None) -> int:
-    if limit is None:
-        return DEFAULT_LIMIT
-    if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidInput(
-            f"limit must be between 1 and {MAX_LIMIT}",
-            code="invalid_limit",
-            details=[{"pointer": "/limit"}],
-        )
-    return limit
 
 
 async def ledger_page(

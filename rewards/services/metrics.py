@@ -55,7 +55,7 @@ from rewards.db.models import Event, LedgerEntry, User, UserBalance
 from rewards.db.reward_models import Reward
 from rewards.errors import InvalidInput
 from rewards.lifecycle import LedgerKind, RewardStatus, reward_key
-from rewards.services.context import ProgramContext
+from rewards.program_context import ProgramContext
 from rules.duration import add_months
 
 MAX_RANGE_DAYS = 400

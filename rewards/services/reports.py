@@ -25,8 +25,8 @@ from rewards.db.models import User
 from rewards.db.reward_models import GifqPayout, Reward
 from rewards.errors import InvalidInput
 from rewards.lifecycle import RewardStatus
+from rewards.program_context import program_context
 from rewards.runtime import Runtime
-from rewards.services.context import program_context
 from rewards.services.rewards import STATUSES, reward_views
 
 DEFAULT_LIMIT: Final = 50

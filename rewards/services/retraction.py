@@ -48,15 +48,15 @@ from rewards.lifecycle import (
     retract_key,
     retract_milestone_key,
 )
+from rewards.program_context import ProgramContext, program_context
+from rewards.queue import enqueue_fulfilment
 from rewards.runtime import Runtime
 from rewards.services import audit, funding
 from rewards.services import challenges as challenge_service
 from rewards.services import streaks as streak_service
 from rewards.services.alerts import raise_alert
 from rewards.services.balances import add_to_balances, lock_people
-from rewards.services.context import ProgramContext, program_context
 from rewards.services.events import MAX_ATTEMPTS, add_usage, retryable
-from rewards.services.rewards import enqueue_fulfilment
 from rewards.services.spending import release, unfund
 
 CLAWBACK_ALERT = "reward.clawback"

@@ -45,16 +45,19 @@ from engine.budgets import budget_month
 from rewards.db.reward_models import GifqPayout, Reward
 from rewards.errors import Conflict, NotFound
 from rewards.lifecycle import DECIDABLE, RewardStatus, move
+from rewards.program_context import program_context
+from rewards.queue import enqueue_fulfilment as enqueue_fulfilment  # (services.events)
+from rewards.queue import job_id as job_id  # (services.events, tests)
 from rewards.runtime import Runtime
 from rewards.services import audit
 from rewards.services.balances import lock_people
-from rewards.services.context import program_context
 from rewards.services.spending import Spend, admit, monthly_spend, release
 from rewards.services.transitions import move_rows
 from rewards.services.users import get_user
 from rules.model import Budgets
 
 log = logging.getLogger("rewards.rewards")
+
 
 # The names other modules use; the lifecycle itself is ``rewards.lifecycle``.
 STATUSES = tuple(RewardStatus)
@@ -358,29 +361,3 @@ async def _decidable(
             code="reward_not_approvable" if action == "approve" else "reward_not_rejectable",
         )
     return reward
-
-
-def job_id(rt: Runtime, reward_id: int) -> str:
-    """The arq job id of a reward's fulfilment: one queued or running job per reward. arq's
-    own keys ignore our prefix, so the id carries it: installations may share a Redis."""
-    return rt.key("reward", str(reward_id))
-
-
-async def enqueue_fulfilment(rt: Runtime, reward_ids: Sequence[int]) -> None:
-    """After commit: queue one fulfilment job per reward. A Redis failure is logged and
-    left to the sweeper (``workers.fulfilment.rewards_sweep``), never raised."""
-    if not reward_ids:
-        return
-    # Imported here: workers.worker imports the services that import this module.
-    from workers.worker import queue_name
-
-    try:
-        for reward_id in reward_ids:
-            await rt.queue.enqueue_job(
-                "fulfil_reward",
-                reward_id,
-                _job_id=job_id(rt, reward_id),
-                _queue_name=queue_name(rt.settings),
-            )
-    except Exception:
-        log.warning("could not enqueue rewards %s", list(reward_ids), exc_info=True)

@@ -46,9 +46,9 @@ from rewards.db.audit_models import RevokedToken
 from rewards.db.models import Program, User
 from rewards.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
 from rewards.jwks import JwksError
+from rewards.program_context import program_context
 from rewards.program_settings import ProgramSettings
 from rewards.runtime import Runtime
-from rewards.services.context import program_context
 from rewards.services.keys import Principal
 
 LEEWAY = timedelta(seconds=30)

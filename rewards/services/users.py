@@ -22,8 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.facts import UserFacts
 from rewards.db.dialect import insert_for
+from rewards.db.lookups import get_user as get_user  # (moved below the services)
 from rewards.db.models import User, UserBalance
-from rewards.errors import BadRequest, InvalidInput, NotFound, PayloadTooLarge
+from rewards.errors import BadRequest, InvalidInput, PayloadTooLarge
 from rewards.services.attributes import Attributes
 from rewards.services.programs import TIMEZONES, validate_timezone
 from rules import TenureBand, tenure_band
@@ -250,13 +251,6 @@ def _read_csv(text: str) -> list[tuple[int, dict[str, Any]]]:
                 row["attributes"][name] = value
         rows.append((number, row))
     return rows
-
-
-async def get_user(session: AsyncSession, program_id: str, user_id: str) -> User:
-    user = await session.get(User, (program_id, user_id))
-    if user is None:
-        raise NotFound(f"no user '{user_id}'", code="unknown_user")
-    return user
 
 
 def user_facts(user: User, *, bands: tuple[TenureBand, ...], today: date) -> UserFacts:
