@@ -29,12 +29,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.budgets import budget_month
 from engine.thresholds import Crossing, Owed, affordable, crossing, levels
+from rewards.after_commit import transaction
 from rewards.db.dialect import insert_for
 from rewards.db.models import User, UserBalance
 from rewards.db.reward_models import LIVE_REWARD, Reward, RewardBacklog
 from rewards.lifecycle import RewardStatus
 from rewards.program_context import ProgramContext, program_context
-from rewards.queue import enqueue_fulfilment
 from rewards.runtime import Runtime
 from rewards.services.balances import add_to_held, lock_people
 from rewards.services.rewards import gate
@@ -363,11 +363,11 @@ async def fund_waiting(rt: Runtime) -> int:
     queued = 0
     for program_id, user_id in sorted(set(people)):
         now = rt.clock()
-        async with rt.sessions() as session, session.begin():
+        async with transaction(rt) as (session, after):
             connection = await session.connection()
             await lock_people(connection, program_id, {user_id})
             context = await program_context(rt, connection, program_id)
             sent = await fund_in_context(connection, context, user_id, now=now)
-        await enqueue_fulfilment(rt, sent)
+            after.enqueue_fulfilment(sent)
         queued += len(sent)
     return queued

@@ -10,10 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.lots import LedgerLine, LotBook, allocate
 from rewards import cursors
+from rewards.after_commit import transaction
 from rewards.cursors import check_limit
 from rewards.db.dialect import insert_for
 from rewards.db.models import LedgerEntry, UserBalance
-from rewards.leaderboards import outbox as leaderboard_outbox
 from rewards.leaderboards.postings import expiry_reversals, post_reversals
 from rewards.lifecycle import LedgerKind, expire_key, ledger_row
 from rewards.program_context import program_context
@@ -119,8 +119,7 @@ async def expire_due(rt: Runtime, program_id: str) -> int:
         )
     written = 0
     for user_id in users:
-        batch = None
-        async with rt.sessions() as session, session.begin():
+        async with transaction(rt) as (session, after):
             connection = await session.connection()
             await lock_people(connection, program_id, {user_id})
             book = await lot_book(session, program_id, user_id)
@@ -159,7 +158,7 @@ async def expire_due(rt: Runtime, program_id: str) -> int:
                 ),
                 now=now,
             )
-        await leaderboard_outbox.deliver(rt, batch)
+            after.deliver(batch)
     return written
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -32,11 +33,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from engine.decision import UsageKey
+from rewards.after_commit import transaction
 from rewards.db.dialect import insert_for
 from rewards.db.models import Event, LedgerEntry, Program, User, UserBalance
 from rewards.db.reward_models import Reward, RewardBacklog
 from rewards.errors import NotFound
-from rewards.leaderboards import outbox as leaderboard_outbox
 from rewards.leaderboards.postings import Batch, Reversal, post_reversals
 from rewards.lifecycle import (
     CANCELLABLE,
@@ -49,7 +50,6 @@ from rewards.lifecycle import (
     retract_milestone_key,
 )
 from rewards.program_context import ProgramContext, program_context
-from rewards.queue import enqueue_fulfilment
 from rewards.runtime import Runtime
 from rewards.services import audit, funding
 from rewards.services import challenges as challenge_service
@@ -95,7 +95,7 @@ async def _retract(
     boards: Batch | None = None
     sent: list[int] = []
     alert: dict[str, Any] | None = None
-    async with rt.sessions() as session, session.begin():
+    async with transaction(rt) as (session, after):
         found = await session.get(Event, (program_id, event_id))
         if found is None:
             raise NotFound(f"no event '{event_id}'", code="unknown_event")
@@ -124,13 +124,20 @@ async def _retract(
             at=now,
         )
         answer = _answer(event)
-        settings = await _settings(session, program_id) if alert is not None else {}
-    await leaderboard_outbox.deliver(rt, boards)
-    await enqueue_fulfilment(rt, sent)
-    if alert is not None:
-        await raise_alert(
-            kind=CLAWBACK_ALERT, program_id=program_id, reward=alert, settings=settings, now=now
-        )
+        after.deliver(boards)
+        after.enqueue_fulfilment(sent)
+        if alert is not None:
+            settings = await _settings(session, program_id)
+            after.call(
+                partial(
+                    raise_alert,
+                    kind=CLAWBACK_ALERT,
+                    program_id=program_id,
+                    reward=alert,
+                    settings=settings,
+                    now=now,
+                )
+            )
     return answer
 
 

@@ -42,6 +42,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from engine.budgets import budget_month
+from rewards.after_commit import transaction
 from rewards.db.reward_models import GifqPayout, Reward
 from rewards.errors import Conflict, NotFound
 from rewards.lifecycle import DECIDABLE, RewardStatus, move
@@ -229,7 +230,7 @@ async def redeem(
     """Send the user's ``unlocked`` (redeem_now) rewards through the budget gate: each
     becomes ``pending`` (and is queued) or ``awaiting_approval``."""
     now = rt.clock()
-    async with rt.sessions() as session, session.begin():
+    async with transaction(rt) as (session, after):
         await get_user(session, program_id, user_id)
         query = select(Reward).where(Reward.program_id == program_id, Reward.user_id == user_id)
         if data.reward_id is not None:
@@ -256,7 +257,7 @@ async def redeem(
             now=now,
         )
         views = [reward_view(await _reread(session, row.id)) for row in rows]
-    await enqueue_fulfilment(rt, admitted)
+        after.enqueue_fulfilment(admitted)
     return views
 
 
@@ -279,7 +280,7 @@ async def approve(rt: Runtime, *, program_id: str, reward_id: int, key_id: str) 
     """An admin sends a reward: one ``awaiting_approval`` is counted in this month's
     budget even past it; one ``on_hold`` or ``needs_review`` is tried again now."""
     now = rt.clock()
-    async with rt.sessions() as session, session.begin():
+    async with transaction(rt) as (session, after):
         reward = await _decidable(session, program_id, reward_id, action="approve")
         if reward.status == RewardStatus.UNLOCKED:
             raise Conflict(
@@ -315,7 +316,7 @@ async def approve(rt: Runtime, *, program_id: str, reward_id: int, key_id: str) 
             after={"status": view["status"]},
             at=now,
         )
-    await enqueue_fulfilment(rt, [reward_id])
+        after.enqueue_fulfilment([reward_id])
     return view
 
 
