@@ -8,6 +8,7 @@ import re
 from datetime import date, datetime
 from typing import Annotated, Any
 
+import orjson
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -202,8 +203,6 @@ def parse_bulk(body: bytes, content_type: str) -> list[tuple[int, dict[str, Any]
     if "csv" in content_type:
         rows = _csv_rows(body)
     else:
-        import orjson
-
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
