@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from rewards.leaderboards import outbox
 from rewards.leaderboards.postings import Batch
@@ -62,4 +62,16 @@ async def transaction(rt: Runtime) -> AsyncIterator[tuple[AsyncSession, AfterCom
     after = AfterCommit(rt)
     async with rt.sessions() as session, session.begin():
         yield session, after
+    await after.run()
+
+
+@asynccontextmanager
+async def connection_transaction(
+    rt: Runtime,
+) -> AsyncIterator[tuple[AsyncConnection, AfterCommit]]:
+    """``transaction`` for Core-only work (the ingestion path): a connection in a
+    transaction, and the hook that runs once it has committed."""
+    after = AfterCommit(rt)
+    async with rt.engine.begin() as connection:
+        yield connection, after
     await after.run()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from rewards.after_commit import transaction
+from rewards.after_commit import connection_transaction, transaction
 from rewards.db.models import Program
 from rewards.runtime import Runtime
 
@@ -52,3 +52,21 @@ async def test_a_rollback_drops_the_work(runtime: Runtime) -> None:
             after.call(record)
             raise LookupError("the transaction fails")
     assert seen == []
+
+
+async def test_a_connection_transaction_runs_its_work_after_the_commit(runtime: Runtime) -> None:
+    seen: list[str] = []
+
+    async def record() -> None:
+        seen.append("ran")
+
+    with pytest.raises(LookupError):
+        async with connection_transaction(runtime) as (_, after):
+            after.call(record)
+            raise LookupError("the transaction fails")
+    assert seen == []
+    async with connection_transaction(runtime) as (connection, after):
+        await connection.execute(select(1))
+        after.call(record)
+        assert seen == []
+    assert seen == ["ran"]
