@@ -3,6 +3,8 @@ at all when the transaction rolls back."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from sqlalchemy import select
 
@@ -13,18 +15,19 @@ from rewards.runtime import Runtime
 
 async def test_work_runs_in_order_after_the_commit(runtime: Runtime) -> None:
     seen: list[str] = []
+    program_id = f"hook-{uuid.uuid4().hex[:12]}"  # the database outlives the test
 
     async def record(name: str) -> None:
         # The transaction has committed: a new session sees what it wrote.
         async with runtime.sessions() as other:
             seen.append(
-                f"{name}:{await other.scalar(select(Program.name).where(Program.id == 'hook'))}"
+                f"{name}:{await other.scalar(select(Program.name).where(Program.id == program_id))}"
             )
 
     async with transaction(runtime) as (session, after):
         session.add(
             Program(
-                id="hook",
+                id=program_id,
                 name="Hook",
                 timezone="UTC",
                 currency="USD",
