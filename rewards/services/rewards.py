@@ -1,20 +1,7 @@
 """Rewards: created when a threshold is crossed, held, fulfilled through GIFQ, tracked.
 
-A reward's ``status``::
-
-    (crossing) ──► awaiting_points ──(the points cover it, in order)──► unlocked | pending
-    unlocked ──(POST /v1/users/{id}/redemptions)──┐        (mode redeem_now)
-    (crossing, mode auto) ────────────────────────┴─► budget gate (``spending``)
-        gate ──► pending                     (admitted: counted in the month's budget)
-        gate ──► awaiting_approval ──(approve)──► pending
-                                   └─(reject)───► rejected        (points released)
-    pending ──► sending ──► submitted ──► redeemed | expired
-                  │ ▲           └──► failed   (GIFQ failed the order)
-                  │ └── on_hold       (GIFQ: insufficient balance; retried every minute)
-                  └──► needs_review   (GIFQ rejected the order, or the user has no email)
-    on_hold | needs_review ──(approve: try again)──► pending
-                           └─(reject)──► rejected
-    any status before GIFQ has the order ──(its event retracted, or the person erased)──► cancelled
+A reward's ``status`` moves along the table in ``rewards.lifecycle`` (its picture is
+there), only through ``lifecycle.move`` or ``services.transitions.move_rows``.
 
 ``awaiting_points``: crossed, but the points available do not cover its cost yet (one
 event crossed several thresholds, or points were spent or retracted); it holds nothing
