@@ -19,13 +19,34 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from rewards import net, secrets
 from rewards.db.engine import create_engine, create_sessionmaker
 from rewards.jwks import JwksCache
+from rewards.program_settings import ProgramSettings
 from rewards.redis_server import EmbeddedRedis, redis_url_for_socket, start_embedded
 from rewards.settings import Settings
 from rules import RuleSet
 
 if TYPE_CHECKING:
     from rewards.services.group_commit import GroupCommit
-    from rewards.services.sandbox_link import SandboxGifq
+
+
+@dataclass(frozen=True)
+class SandboxGifq:
+    """What a program needs to pay through the local sandbox (its first seeded account)."""
+
+    base_url: str
+    api_token: str
+    webhook_secret: str
+    ledger_account_id: str
+    currencies: tuple[str, ...]  # the wallet's currencies
+
+    def settings_for(self, currency: str) -> ProgramSettings:
+        wallet = currency if currency in self.currencies or not self.currencies else None
+        return ProgramSettings(
+            gifq_base_url=self.base_url,
+            gifq_api_token=self.api_token,
+            gifq_webhook_secret=self.webhook_secret,
+            ledger_account_id=self.ledger_account_id,
+            wallet_currency=wallet or self.currencies[0],
+        )
 
 
 def utc_now() -> datetime:
@@ -47,7 +68,7 @@ class Runtime:
     rule_sets: dict[tuple[str, int], RuleSet] = field(default_factory=dict)
     # api key hash -> (cached until, principal); see rewards.services.keys
     auth_cache: dict[str, tuple[float, object]] = field(default_factory=dict)
-    # program id -> (cached until, ProgramContext); see rewards.services.context
+    # program id -> (cached until, ProgramContext); see rewards.program_context
     programs: dict[str, tuple[float, Any]] = field(default_factory=dict)
     # program id -> (cached until, its settings); see rewards.sources.common
     program_settings: dict[str, tuple[float, dict[str, Any] | None]] = field(default_factory=dict)

@@ -32,6 +32,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+from rewards.db.engine import create_engine
 from rewards.settings import Environment, Settings
 
 log = logging.getLogger("rewards.secrets")
@@ -218,8 +219,6 @@ async def rotate(
     ``rewards db upgrade`` and ``rewards serve`` do after migrating). Each program is
     updated in its own short transaction, locked while it is.
     """
-    from rewards.db.engine import create_engine
-
     ring = keyring()
     report = RotateReport()
     engine = create_engine(database_url)

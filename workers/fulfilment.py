@@ -18,9 +18,9 @@ from typing import Any
 from arq.connections import ArqRedis
 from arq.constants import result_key_prefix
 
+from rewards.queue import job_id
 from rewards.runtime import Runtime
 from rewards.services import fulfilment, funding, tracking
-from rewards.services.rewards import job_id
 
 log = logging.getLogger("rewards.worker")
 

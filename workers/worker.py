@@ -27,10 +27,10 @@ from sqlalchemy import select
 
 from rewards.db.models import Program
 from rewards.leaderboards import directory, healing, outbox, snapshots
+from rewards.queue import queue_name
 from rewards.redis_server import arq_settings
 from rewards.runtime import Runtime
 from rewards.services.ledger import expire_due
-from rewards.settings import Settings
 from rewards.sources import anniversaries
 from workers import fulfilment
 
@@ -120,10 +120,6 @@ def cron_jobs(prefix: str) -> list[CronJob]:
             ("rewards_reconcile", fulfilment.rewards_reconcile, {"minute": set(range(2, 60, 5))}),
         )
     ]
-
-
-def queue_name(settings: Settings) -> str:
-    return f"{settings.redis_prefix}:queue"
 
 
 def build_worker(rt: Runtime, *, handle_signals: bool, burst: bool = False) -> Worker:

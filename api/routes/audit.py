@@ -11,9 +11,9 @@ from pydantic import BeforeValidator
 from api.deps import Admin, SessionDep
 from api.errors import error_responses
 from api.params import iso_text
+from rewards.cursors import check_limit
 from rewards.errors import InvalidInput
 from rewards.services import audit
-from rewards.services.ledger import check_limit
 
 router = APIRouter(prefix="/v1", tags=["audit"])
 

@@ -9,10 +9,10 @@ from fastapi import APIRouter, Path, Request
 from api.deps import Admin, AdminOrEmployee, RuntimeDep, SessionDep
 from api.errors import error_responses
 from api.routes.programs import YAML_BODY
+from rewards.compile import off_loop
 from rewards.errors import BadRequest
+from rewards.program_context import program_context
 from rewards.services import challenges as challenge_service
-from rewards.services.context import program_context
-from rewards.services.rulesets import off_loop
 
 router = APIRouter(prefix="/v1", tags=["challenges"])
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
 from api.deps import Admin, RuntimeDep
 from api.errors import error_responses
+from rewards.after_commit import transaction
 from rewards.errors import InvalidInput
 from rewards.services import erasure
 
@@ -30,9 +32,9 @@ async def erase_user(
             code="erase_not_confirmed",
             details=[{"pointer": "/erase"}],
         )
-    async with rt.sessions() as session, session.begin():
+    async with transaction(rt) as (session, after):
         result = await erasure.erase_user(
             rt, session, program_id=principal.program_id, user_id=user_id, now=rt.clock()
         )
-    await erasure.after_commit(rt, principal.program_id, user_id)
+        after.call(partial(erasure.after_commit, rt, principal.program_id, user_id))
     return result

@@ -13,11 +13,11 @@ from pydantic import BaseModel, Field
 
 from api.deps import Admin, JsonBody, RuntimeDep, SessionDep, Writer
 from api.errors import error_responses
+from rewards.compile import compile_rules, off_loop
 from rewards.errors import InvalidInput
-from rewards.services.context import program_context
+from rewards.program_context import program_context
 from rewards.services.events import EventIn, evaluate, in_order, outcomes, parse_batch
 from rewards.services.retraction import retract_event
-from rewards.services.rulesets import compile_rules, off_loop
 
 router = APIRouter(prefix="/v1", tags=["events"])
 

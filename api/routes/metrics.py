@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from api.deps import Admin, RuntimeDep, SessionDep
 from api.errors import error_responses
-from rewards.services.context import program_context
+from rewards.program_context import program_context
 from rewards.services.metrics import programme_metrics, window
 
 router = APIRouter(prefix="/v1", tags=["metrics"])

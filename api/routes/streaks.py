@@ -8,9 +8,9 @@ from fastapi import APIRouter
 
 from api.deps import Admin, Reader, RuntimeDep, SelfReader, SessionDep
 from api.errors import error_responses
+from rewards.program_context import program_context
 from rewards.services import audit
 from rewards.services import streaks as streak_service
-from rewards.services.context import program_context
 from rewards.services.streaks import PauseIn
 
 router = APIRouter(prefix="/v1/users", tags=["streaks"])

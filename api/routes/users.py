@@ -14,9 +14,9 @@ from api.deps import Admin, Reader, RuntimeDep, SelfReader, SessionDep
 from api.errors import error_responses
 from rewards.db.models import User
 from rewards.leaderboards.directory import refresh_users
+from rewards.program_context import program_context
 from rewards.runtime import Runtime
 from rewards.services import audit, ledger
-from rewards.services.context import program_context
 from rewards.services.users import (
     USER_ID,
     BulkUserIn,

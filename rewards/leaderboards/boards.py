@@ -31,14 +31,14 @@ from engine.boards import (
     parse_period,
 )
 from rewards import cursors
+from rewards.cursors import check_limit
+from rewards.db.lookups import get_user
 from rewards.db.models import User
 from rewards.errors import InvalidInput, NotFound
 from rewards.leaderboards import scripts, standing
 from rewards.leaderboards.keys import program_keys
+from rewards.program_context import ProgramContext, program_context
 from rewards.runtime import Runtime
-from rewards.services.context import ProgramContext, program_context
-from rewards.services.ledger import check_limit
-from rewards.services.users import get_user
 
 DEFAULT_AROUND = 5
 MAX_AROUND = 50

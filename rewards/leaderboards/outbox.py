@@ -34,9 +34,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 from redis.exceptions import RedisError
-from sqlalchemy import delete, event, select
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
+from sqlalchemy import delete, select
 
 from engine.boards import keep_until, period_from_id, ticks
 from rewards.db.leaderboard_models import LeaderboardOutbox
@@ -55,8 +53,8 @@ SWEEP_BATCH = 200
 
 APPLIED, ALREADY_APPLIED, REBUILDING = 1, 0, -1
 
-# Deliveries started by ``deliver_after_commit``: kept so they are not collected
-# mid-flight, and so tests and shutdown can wait for them.
+# Deliveries running as tasks, so tests and shutdown can wait for them. None today: the
+# after-commit hook (``rewards.after_commit``) awaits ``deliver`` once the commit is done.
 _in_flight: set[asyncio.Task[None]] = set()
 
 
@@ -148,37 +146,8 @@ async def deliver(rt: Runtime, batch: Batch | None, *, committed: float | None =
         )
 
 
-def deliver_after_commit(rt: Runtime, session: AsyncSession, batch: Batch | None) -> None:
-    """Deliver ``batch`` once ``session``'s transaction commits (dropped on rollback).
-
-    For code whose transaction is committed by its caller (a request's session).
-    The delivery runs as a task; ``wait_for_deliveries`` waits for it.
-    """
-    if batch is None:
-        return
-    settled = False
-
-    def committed(_: Session) -> None:
-        nonlocal settled
-        if settled:
-            return
-        settled = True
-        task = asyncio.get_running_loop().create_task(
-            deliver(rt, batch, committed=time.monotonic())
-        )
-        _in_flight.add(task)
-        task.add_done_callback(_in_flight.discard)
-
-    def rolled_back(_: Session) -> None:
-        nonlocal settled
-        settled = True
-
-    event.listen(session.sync_session, "after_commit", committed)
-    event.listen(session.sync_session, "after_rollback", rolled_back)
-
-
 async def wait_for_deliveries() -> None:
-    """Wait for the deliveries ``deliver_after_commit`` started in this process."""
+    """Wait for the deliveries started as tasks in this process."""
     while _in_flight:
         await asyncio.gather(*list(_in_flight), return_exceptions=True)
 

@@ -23,7 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from engine.boards import boards_for, booking_periods, reversal_periods
 from rewards.db.leaderboard_models import LeaderboardOutbox, LeaderboardPosting
 from rewards.db.models import LedgerEntry, User
-from rewards.services.context import ProgramContext
+from rewards.lifecycle import expire_key
+from rewards.program_context import ProgramContext
 
 Bind = AsyncConnection | AsyncSession
 
@@ -260,7 +261,7 @@ async def expiry_reversals(
     )
     earnings: dict[int, str] = {id: key for id, key in found}
     return [
-        Reversal(f"expire:{lot}", earnings[lot], user_id, -points)
+        Reversal(expire_key(lot), earnings[lot], user_id, -points)
         for lot, points in lots
         if lot in earnings
     ]

@@ -66,8 +66,8 @@ from rewards.leaderboards.keys import (
     program_keys,
 )
 from rewards.leaderboards.outbox import seconds_to_keep
+from rewards.program_context import program_context
 from rewards.runtime import Runtime
-from rewards.services.context import program_context
 
 ZADD_CHUNK = 1000  # members per ZADD
 PIPELINE_COMMANDS = 50  # commands per pipeline round trip

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.boards import PeriodKind, PeriodRef, live_periods, ranked, ticks
+from rewards.cursors import check_limit
 from rewards.db.leaderboard_models import (
     LeaderboardPosting,
     LeaderboardSnapshot,
@@ -35,9 +36,8 @@ from rewards.leaderboards.boards import (
     period_view,
 )
 from rewards.leaderboards.keys import PERIOD_GRACE
+from rewards.program_context import program_context
 from rewards.runtime import Runtime
-from rewards.services.context import program_context
-from rewards.services.ledger import check_limit
 
 log = logging.getLogger("rewards.leaderboards")
 

@@ -11,6 +11,7 @@ the reward list (``GET /v1/rewards?status=``) stays the record.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
 
@@ -20,6 +21,7 @@ from prometheus_client import Counter
 
 from rewards.gifq.webhooks import HmacSha256TimestampScheme
 from rewards.net import guarded_transport
+from rewards.program_settings import ProgramSettings
 
 log = logging.getLogger("rewards.alerts")
 
@@ -33,7 +35,7 @@ async def raise_alert(
     kind: str,
     program_id: str,
     reward: dict[str, Any] | None,
-    settings: dict[str, Any],
+    settings: Mapping[str, Any] | ProgramSettings,
     now: datetime,
     transport: httpx.AsyncBaseTransport | None = None,
     details: dict[str, Any] | None = None,
@@ -55,7 +57,8 @@ async def raise_alert(
             reward.get("status_reason"),
         )
     ALERTS.labels(kind).inc()
-    url = settings.get("alert_webhook_url")
+    typed = ProgramSettings.of(settings)
+    url = typed.alert_webhook_url
     if not url:
         return
     body = orjson.dumps(
@@ -63,7 +66,7 @@ async def raise_alert(
         | ({"details": details} if details else {})
     )
     headers = {"Content-Type": "application/json"}
-    if secret := settings.get("alert_webhook_secret"):
+    if secret := typed.alert_webhook_secret:
         headers[SIGNATURE_HEADER] = HmacSha256TimestampScheme().sign(
             secret=secret, body=body, timestamp=int(now.timestamp())
         )

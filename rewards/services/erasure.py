@@ -49,10 +49,10 @@ from rewards.db.schema import Base
 from rewards.errors import Conflict, NotFound
 from rewards.leaderboards.keys import program_keys
 from rewards.leaderboards.scripts import Script
+from rewards.lifecycle import DECIDABLE, RewardStatus, move
 from rewards.runtime import Runtime
 from rewards.services import audit
 from rewards.services.balances import lock_people
-from rewards.services.rewards import DECIDABLE
 from rewards.services.spending import release
 
 log = logging.getLogger("rewards.erasure")
@@ -113,7 +113,7 @@ async def erase_user(
             .with_for_update()
         )
     )
-    if any(reward.status == "sending" for reward in rewards):
+    if any(reward.status == RewardStatus.SENDING for reward in rewards):
         raise Conflict(
             "a reward of this person is being sent to GIFQ right now; retry in a minute",
             code="reward_being_sent",
@@ -122,8 +122,7 @@ async def erase_user(
     for reward in rewards:
         if reward.status in DECIDABLE and reward.gifq_order_id is None:
             await release(connection, reward, now=now, debited=False)
-            reward.status, reward.status_reason = "cancelled", "the person was erased"
-            reward.updated_at = now
+            move(reward, RewardStatus.CANCELLED, now=now, reason="the person was erased")
             cancelled.append(reward.id)
         else:
             kept.append(reward.id)

@@ -19,6 +19,7 @@ What happens after the order exists is ``rewards.services.tracking``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -40,10 +41,12 @@ from rewards.gifq import (
     PayoutRecipientRequest,
 )
 from rewards.gifq.limiter import DEFAULT_RESERVE, GifqRateLimiter, Lane, RateLimit, limiter_key
+from rewards.lifecycle import TO_SEND, LedgerKind, RewardStatus, move
+from rewards.program_settings import ProgramSettings
 from rewards.runtime import Runtime
 from rewards.services.alerts import raise_alert
 from rewards.services.balances import add_to_held, lock_people
-from rewards.services.rewards import TERMINAL, TO_SEND, reward_view
+from rewards.services.rewards import TERMINAL, reward_view
 from rewards.services.spending import post_reward_entry
 
 log = logging.getLogger("rewards.fulfilment")
@@ -62,20 +65,23 @@ class GifqSettings:
 
     @classmethod
     def of(
-        cls, settings: dict[str, Any] | None, *, callback_url: str | None = None
+        cls,
+        settings: Mapping[str, Any] | ProgramSettings | None,
+        *,
+        callback_url: str | None = None,
     ) -> GifqSettings | None:
         """The program's GIFQ settings, or None when it cannot talk to GIFQ yet.
         ``callback_url``: the one derived from ``REWARDS_PUBLIC_URL``, unless the program
         overrides it."""
-        settings = settings or {}
-        if not settings.get("gifq_base_url") or not settings.get("gifq_api_token"):
+        typed = ProgramSettings.of(settings)
+        if not typed.gifq_base_url or not typed.gifq_api_token:
             return None
         return cls(
-            base_url=settings["gifq_base_url"],
-            api_token=settings["gifq_api_token"],
-            wallet_currency=settings.get("wallet_currency"),
-            ledger_account_id=settings.get("ledger_account_id"),
-            callback_url=settings.get("gifq_callback_url") or callback_url,
+            base_url=typed.gifq_base_url,
+            api_token=typed.gifq_api_token,
+            wallet_currency=typed.wallet_currency,
+            ledger_account_id=typed.ledger_account_id,
+            callback_url=typed.gifq_callback_url or callback_url,
         )
 
     def client(self, rt: Runtime | None = None, *, lane: Lane = Lane.READ) -> GifqClient:
@@ -133,17 +139,18 @@ async def fulfil(rt: Runtime, reward_id: int) -> str:
         gifq = GifqSettings.of(settings, callback_url=rt.settings.gifq_callback_url(program_id))
         user = await session.get(User, (reward.program_id, reward.user_id))
         if gifq is None:
-            parked = _park(reward, "on_hold", "GIFQ is not configured for this program", now)
+            parked = _park(
+                reward, RewardStatus.ON_HOLD, "GIFQ is not configured for this program", now
+            )
         elif user is None or not user.email:
-            parked = _park(reward, "needs_review", "the user has no email address", now)
+            parked = _park(reward, RewardStatus.NEEDS_REVIEW, "the user has no email address", now)
         else:
             parked = None
             # Any earlier attempt may have created the order (a dropped response).
-            may_exist = reward.status != "pending" or reward.attempts > 0
-            reward.status, reward.status_reason = "sending", None
+            may_exist = reward.status != RewardStatus.PENDING or reward.attempts > 0
+            move(reward, RewardStatus.SENDING, now=now)
             reward.attempts += 1
             reward.sending_since = reward.sending_since or now
-            reward.updated_at = now
             request = order_request(reward, user, gifq)
             since = reward.sending_since or now
         view = reward_view(reward)
@@ -169,24 +176,24 @@ async def fulfil(rt: Runtime, reward_id: int) -> str:
                     request, idempotency_key=f"reward-{reward_id}", retry_create=False
                 )
         except GifqInsufficientBalance as exc:
-            return await _set(rt, reward_id, "on_hold", f"GIFQ: {exc}", was=was)
+            return await _set(rt, reward_id, RewardStatus.ON_HOLD, f"GIFQ: {exc}", was=was)
         except GifqTransientError as exc:
             log.warning("reward %s: GIFQ unavailable, left for a retry: %s", reward_id, exc)
-            return "sending"
+            return RewardStatus.SENDING
         except GifqRejectedError as exc:
             reason = f"GIFQ rejected the order: {exc}"
-            return await _set(rt, reward_id, "needs_review", reason, was=was)
+            return await _set(rt, reward_id, RewardStatus.NEEDS_REVIEW, reason, was=was)
         except GifqError as exc:  # a configuration problem (e.g. a bad base URL)
-            return await _set(rt, reward_id, "on_hold", f"GIFQ: {exc}", was=was)
+            return await _set(rt, reward_id, RewardStatus.ON_HOLD, f"GIFQ: {exc}", was=was)
     return await accept(rt, reward_id, order)
 
 
-def _park(reward: Reward, status: str, reason: str, now: datetime) -> str:
-    reward.status, reward.status_reason, reward.updated_at = status, reason, now
+def _park(reward: Reward, status: RewardStatus, reason: str, now: datetime) -> str:
+    move(reward, status, now=now, reason=reason)
     return status
 
 
-async def _set(rt: Runtime, reward_id: int, status: str, reason: str, *, was: str) -> str:
+async def _set(rt: Runtime, reward_id: int, status: RewardStatus, reason: str, *, was: str) -> str:
     """Park a reward the send failed for (``on_hold``, ``needs_review``); alert the admins
     when it has just entered that status (not on every retry of an ``on_hold`` one)."""
     now = rt.clock()
@@ -205,7 +212,10 @@ async def _set(rt: Runtime, reward_id: int, status: str, reason: str, *, was: st
 async def _alert(
     was: str, view: dict[str, Any], settings: dict[str, Any], *, program_id: str, now: datetime
 ) -> None:
-    if view["status"] != was and view["status"] in ("on_hold", "needs_review"):
+    if view["status"] != was and view["status"] in (
+        RewardStatus.ON_HOLD,
+        RewardStatus.NEEDS_REVIEW,
+    ):
         await raise_alert(
             kind=f"reward.{view['status']}",
             program_id=program_id,
@@ -232,7 +242,10 @@ async def accept(rt: Runtime, reward_id: int, order: PayoutOrder) -> str:
         taken = await session.scalar(select(Reward.id).where(Reward.gifq_order_id == order_id))
         if taken is not None:
             return _park(
-                reward, "needs_review", f"GIFQ order {order_id} already pays reward {taken}", now
+                reward,
+                RewardStatus.NEEDS_REVIEW,
+                f"GIFQ order {order_id} already pays reward {taken}",
+                now,
             )
         recipient = order.recipients[0] if order.recipients else None
         reward.gifq_order_id = order_id
@@ -243,10 +256,10 @@ async def accept(rt: Runtime, reward_id: int, order: PayoutOrder) -> str:
         if recipient is not None and recipient.wallet_amount is not None:
             reward.wallet_amount = str(recipient.wallet_amount)
         reward.gifq_request_id = (order.request_id or "")[:100] or None
-        reward.status, reward.status_reason, reward.updated_at = "submitted", None, now
+        move(reward, RewardStatus.SUBMITTED, now=now)
         if reward.recipient_status in TERMINAL:
-            reward.status = reward.recipient_status
-        await post_reward_entry(connection, reward, kind="redeem", now=now)
+            move(reward, RewardStatus(reward.recipient_status), now=now)
+        await post_reward_entry(connection, reward, kind=LedgerKind.REDEEM, now=now)
         await add_to_held(connection, program_id, {user_id: -reward.points_cost})
         return reward.status
 

@@ -29,14 +29,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.budgets import budget_month
 from engine.thresholds import Crossing, Owed, affordable, crossing, levels
+from rewards.after_commit import transaction
 from rewards.db.dialect import insert_for
 from rewards.db.models import User, UserBalance
 from rewards.db.reward_models import LIVE_REWARD, Reward, RewardBacklog
+from rewards.lifecycle import RewardStatus
+from rewards.program_context import ProgramContext, program_context
 from rewards.runtime import Runtime
 from rewards.services.balances import add_to_held, lock_people
-from rewards.services.context import ProgramContext, program_context
-from rewards.services.rewards import AWAITING_POINTS, enqueue_fulfilment, gate
+from rewards.services.rewards import gate
 from rewards.services.spending import Spend
+from rewards.services.transitions import move_rows
 from rules.model import Budgets, Threshold
 
 # Reward rows one event (or one funding pass) creates at most; the rest wait in the backlog.
@@ -145,7 +148,7 @@ async def _insert(
                     "expires_in_days": found.expires_in_days,
                     "ledger_account_id": found.ledger_account_id,
                     "release_on": ",".join(found.release_on),
-                    "status": AWAITING_POINTS,
+                    "status": RewardStatus.AWAITING_POINTS,
                     "attempts": 0,
                     "created_at": now,
                     "updated_at": now,
@@ -237,7 +240,7 @@ async def _fund_pass(
             .where(
                 Reward.program_id == program_id,
                 Reward.user_id == user_id,
-                Reward.status == AWAITING_POINTS,
+                Reward.status == RewardStatus.AWAITING_POINTS,
             )
             .order_by(Reward.id)
             .limit(MAX_REWARDS_PER_EVENT)
@@ -248,14 +251,9 @@ async def _fund_pass(
     sent: list[int] = []
     if funded:
         await add_to_held(connection, program_id, {user_id: sum(r.points_cost for r in funded)})
-        for status in ("unlocked", "pending"):
-            ids = [r.id for r in funded if (r.mode == "auto") == (status == "pending")]
-            if ids:
-                await connection.execute(
-                    update(Reward)
-                    .where(Reward.id.in_(ids))
-                    .values(status=status, status_reason=None, updated_at=now)
-                )
+        for status in (RewardStatus.UNLOCKED, RewardStatus.PENDING):
+            ids = [r.id for r in funded if (r.mode == "auto") == (status is RewardStatus.PENDING)]
+            await move_rows(connection, ids, status, now=now)
         sent = await gate(
             connection,
             program_id=program_id,
@@ -348,7 +346,9 @@ async def fund_waiting(rt: Runtime) -> int:
             await session.execute(
                 select(Reward.program_id, Reward.user_id)
                 .join(UserBalance, balance_of)
-                .where(Reward.status == AWAITING_POINTS, Reward.points_cost <= available)
+                .where(
+                    Reward.status == RewardStatus.AWAITING_POINTS, Reward.points_cost <= available
+                )
                 .union(
                     select(RewardBacklog.program_id, RewardBacklog.user_id)
                     .join(
@@ -363,11 +363,11 @@ async def fund_waiting(rt: Runtime) -> int:
     queued = 0
     for program_id, user_id in sorted(set(people)):
         now = rt.clock()
-        async with rt.sessions() as session, session.begin():
+        async with transaction(rt) as (session, after):
             connection = await session.connection()
             await lock_people(connection, program_id, {user_id})
             context = await program_context(rt, connection, program_id)
             sent = await fund_in_context(connection, context, user_id, now=now)
-        await enqueue_fulfilment(rt, sent)
+            after.enqueue_fulfilment(sent)
         queued += len(sent)
     return queued

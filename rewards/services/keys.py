@@ -6,6 +6,7 @@ import hashlib
 import math
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rewards.db.models import ApiKey, Program
 from rewards.errors import InvalidInput, NotFound, Unauthenticated
+from rewards.program_settings import ProgramSettings
 from rewards.runtime import Runtime
 from rewards.services.ratelimit import Rate
 
@@ -83,15 +85,16 @@ def cached(rt: Runtime, token: str) -> Principal | None:
     return principal
 
 
-def program_rate(settings: dict[str, object]) -> Rate | None:
+def program_rate(settings: Mapping[str, object] | ProgramSettings) -> Rate | None:
     """The request rate a program set for its keys (``rate_limit_per_second`` and
     ``rate_limit_burst``), or None to use the installation's default."""
-    per_second, burst = settings.get("rate_limit_per_second"), settings.get("rate_limit_burst")
-    if not isinstance(per_second, int | float) or isinstance(per_second, bool):
+    typed = ProgramSettings.of(settings)
+    per_second, burst = typed.rate_limit_per_second, typed.rate_limit_burst
+    if per_second is None:
         return None
-    if not isinstance(burst, int) or isinstance(burst, bool):
+    if burst is None:
         burst = max(1, math.ceil(per_second * 2))
-    return Rate(per_second=float(per_second), burst=burst)
+    return Rate(per_second=per_second, burst=burst)
 
 
 async def authenticate(rt: Runtime, token: str) -> Principal:

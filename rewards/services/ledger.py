@@ -10,20 +10,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.lots import LedgerLine, LotBook, allocate
 from rewards import cursors
+from rewards.after_commit import transaction
+from rewards.cursors import check_limit
 from rewards.db.dialect import insert_for
 from rewards.db.models import LedgerEntry, UserBalance
-from rewards.errors import InvalidInput
-from rewards.leaderboards import outbox as leaderboard_outbox
 from rewards.leaderboards.postings import expiry_reversals, post_reversals
+from rewards.lifecycle import LedgerKind, expire_key, ledger_row
+from rewards.program_context import program_context
 from rewards.runtime import Runtime
 from rewards.services.balances import add_to_balances, lock_people
-from rewards.services.context import program_context
 from rewards.services.users import get_user
 
 # The entries lifetime earned points sum: earnings and what retractions took back of them.
-EARNED_KINDS = ("earn", "retract", "streak_bonus", "clawback")
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 500
+EARNED_KINDS = (LedgerKind.EARN, LedgerKind.RETRACT, LedgerKind.STREAK_BONUS, LedgerKind.CLAWBACK)
 
 
 async def lot_book(session: AsyncSession, program_id: str, user_id: str) -> LotBook:
@@ -57,18 +56,6 @@ async def balance(
         "available": row.balance - overdue - row.held,
         "expiring": [{"points": points, "expires_at": at} for points, at in book.upcoming(now)],
     }
-
-
-def check_limit(limit: int | None) -> int:
-    if limit is None:
-        return DEFAULT_LIMIT
-    if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidInput(
-            f"limit must be between 1 and {MAX_LIMIT}",
-            code="invalid_limit",
-            details=[{"pointer": "/limit"}],
-        )
-    return limit
 
 
 async def ledger_page(
@@ -116,7 +103,7 @@ async def expire_due(rt: Runtime, program_id: str) -> int:
     now = rt.clock()
     async with rt.sessions() as session:
         expired_lots = select(LedgerEntry.lot_id).where(
-            LedgerEntry.program_id == program_id, LedgerEntry.kind == "expire"
+            LedgerEntry.program_id == program_id, LedgerEntry.kind == LedgerKind.EXPIRE
         )
         users = list(
             await session.scalars(
@@ -132,8 +119,7 @@ async def expire_due(rt: Runtime, program_id: str) -> int:
         )
     written = 0
     for user_id in users:
-        batch = None
-        async with rt.sessions() as session, session.begin():
+        async with transaction(rt) as (session, after):
             connection = await session.connection()
             await lock_people(connection, program_id, {user_id})
             book = await lot_book(session, program_id, user_id)
@@ -145,20 +131,16 @@ async def expire_due(rt: Runtime, program_id: str) -> int:
                     index_elements=["program_id", "dedupe_key"]
                 ),
                 [
-                    {
-                        "program_id": program_id,
-                        "user_id": user_id,
-                        "kind": "expire",
-                        "points": -lot.remaining,
-                        "dedupe_key": f"expire:{lot.id}",
-                        "event_id": None,
-                        "rule_id": None,
-                        "rules_version": None,
-                        "lot_id": lot.id,
-                        "expires_at": lot.expires_at,
-                        "details": {},
-                        "created_at": now,
-                    }
+                    ledger_row(
+                        kind=LedgerKind.EXPIRE,
+                        key=expire_key(lot.id),
+                        program_id=program_id,
+                        user_id=user_id,
+                        points=-lot.remaining,
+                        lot_id=lot.id,
+                        expires_at=lot.expires_at,
+                        now=now,
+                    )
                     for lot in due
                 ],
             )
@@ -176,7 +158,7 @@ async def expire_due(rt: Runtime, program_id: str) -> int:
                 ),
                 now=now,
             )
-        await leaderboard_outbox.deliver(rt, batch)
+            after.deliver(batch)
     return written
 
 

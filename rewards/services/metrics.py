@@ -54,13 +54,14 @@ from rewards.db.engagement_models import ChallengeCompletion, ChallengeCounter, 
 from rewards.db.models import Event, LedgerEntry, User, UserBalance
 from rewards.db.reward_models import Reward
 from rewards.errors import InvalidInput
-from rewards.services.context import ProgramContext
+from rewards.lifecycle import LedgerKind, RewardStatus, reward_key
+from rewards.program_context import ProgramContext
 from rules.duration import add_months
 
 MAX_RANGE_DAYS = 400
 RETENTION_PERIODS = 4
 LOOKUP_CHUNK = 1000
-ISSUED = ("earn", "streak_bonus")
+ISSUED = (LedgerKind.EARN, LedgerKind.STREAK_BONUS)
 
 
 @dataclass(frozen=True)
@@ -265,10 +266,10 @@ async def programme_metrics(
         },
         "points": {
             "issued": sum(sums.get(kind, 0) for kind in ISSUED),
-            "retracted": -sums.get("retract", 0),
-            "expired": -sums.get("expire", 0),
-            "redeemed": -sums.get("redeem", 0),
-            "refunded": sums.get("refund", 0),
+            "retracted": -sums.get(LedgerKind.RETRACT, 0),
+            "expired": -sums.get(LedgerKind.EXPIRE, 0),
+            "redeemed": -sums.get(LedgerKind.REDEEM, 0),
+            "refunded": sums.get(LedgerKind.REFUND, 0),
             "held": int(held),
             "outstanding": int(outstanding),
         },
@@ -303,7 +304,9 @@ async def _rewards(
     for status, currency, amount, count in grouped:
         by_status[status]["count"] += count
         by_status[status]["face_value"][currency] += Decimal(amount) * count
-    redeemed = by_status["redeemed"]["count"] if "redeemed" in by_status else 0
+    redeemed = (
+        by_status[RewardStatus.REDEEMED]["count"] if RewardStatus.REDEEMED in by_status else 0
+    )
     sent_rows = (
         await connection.execute(
             select(Reward.id, Reward.created_at, Reward.redeemed_at).where(
@@ -312,7 +315,7 @@ async def _rewards(
         )
     ).all()
     accepted: dict[str, datetime] = {}
-    keys = [f"reward:{reward_id}:debit" for reward_id, _, _ in sent_rows]
+    keys = [reward_key(reward_id, LedgerKind.REDEEM) for reward_id, _, _ in sent_rows]
     for start in range(0, len(keys), LOOKUP_CHUNK):  # by the unique (program, dedupe key)
         found = await connection.execute(
             select(LedgerEntry.dedupe_key, LedgerEntry.created_at).where(
@@ -322,9 +325,9 @@ async def _rewards(
         )
         accepted.update((key, at) for key, at in found)
     rows = [
-        (crossed, accepted[f"reward:{reward_id}:debit"], done)
+        (crossed, accepted[reward_key(reward_id, LedgerKind.REDEEM)], done)
         for reward_id, crossed, done in sent_rows
-        if f"reward:{reward_id}:debit" in accepted
+        if reward_key(reward_id, LedgerKind.REDEEM) in accepted
     ]
     to_accepted = [(accepted - crossed).total_seconds() for crossed, accepted, _ in rows]
     to_redeemed = [

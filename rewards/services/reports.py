@@ -24,15 +24,16 @@ from rewards import cursors
 from rewards.db.models import User
 from rewards.db.reward_models import GifqPayout, Reward
 from rewards.errors import InvalidInput
+from rewards.lifecycle import RewardStatus
+from rewards.program_context import program_context
 from rewards.runtime import Runtime
-from rewards.services.context import program_context
 from rewards.services.rewards import STATUSES, reward_views
 
 DEFAULT_LIMIT: Final = 50
 MAX_LIMIT: Final = 500
 EXPORT_BATCH: Final = 500
 # Rewards that went to GIFQ and were not failed by it: the value a person received.
-PAID: Final = ("submitted", "redeemed", "expired")
+PAID: Final = (RewardStatus.SUBMITTED, RewardStatus.REDEEMED, RewardStatus.EXPIRED)
 
 CSV_COLUMNS: Final = (
     "reward_id",

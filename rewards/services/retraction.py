@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -32,21 +33,30 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from engine.decision import UsageKey
+from rewards.after_commit import transaction
 from rewards.db.dialect import insert_for
 from rewards.db.models import Event, LedgerEntry, Program, User, UserBalance
 from rewards.db.reward_models import Reward, RewardBacklog
 from rewards.errors import NotFound
-from rewards.leaderboards import outbox as leaderboard_outbox
 from rewards.leaderboards.postings import Batch, Reversal, post_reversals
+from rewards.lifecycle import (
+    CANCELLABLE,
+    LedgerKind,
+    RewardStatus,
+    clawback_key,
+    ledger_row,
+    move,
+    retract_key,
+    retract_milestone_key,
+)
+from rewards.program_context import ProgramContext, program_context
 from rewards.runtime import Runtime
 from rewards.services import audit, funding
 from rewards.services import challenges as challenge_service
 from rewards.services import streaks as streak_service
 from rewards.services.alerts import raise_alert
 from rewards.services.balances import add_to_balances, lock_people
-from rewards.services.context import ProgramContext, program_context
 from rewards.services.events import MAX_ATTEMPTS, add_usage, retryable
-from rewards.services.rewards import AWAITING_POINTS, CANCELLABLE, enqueue_fulfilment
 from rewards.services.spending import release, unfund
 
 CLAWBACK_ALERT = "reward.clawback"
@@ -85,7 +95,7 @@ async def _retract(
     boards: Batch | None = None
     sent: list[int] = []
     alert: dict[str, Any] | None = None
-    async with rt.sessions() as session, session.begin():
+    async with transaction(rt) as (session, after):
         found = await session.get(Event, (program_id, event_id))
         if found is None:
             raise NotFound(f"no event '{event_id}'", code="unknown_event")
@@ -114,13 +124,20 @@ async def _retract(
             at=now,
         )
         answer = _answer(event)
-        settings = await _settings(session, program_id) if alert is not None else {}
-    await leaderboard_outbox.deliver(rt, boards)
-    await enqueue_fulfilment(rt, sent)
-    if alert is not None:
-        await raise_alert(
-            kind=CLAWBACK_ALERT, program_id=program_id, reward=alert, settings=settings, now=now
-        )
+        after.deliver(boards)
+        after.enqueue_fulfilment(sent)
+        if alert is not None:
+            settings = await _settings(session, program_id)
+            after.call(
+                partial(
+                    raise_alert,
+                    kind=CLAWBACK_ALERT,
+                    program_id=program_id,
+                    reward=alert,
+                    settings=settings,
+                    now=now,
+                )
+            )
     return answer
 
 
@@ -289,17 +306,17 @@ async def _cancel_rewards(
     cancelled: list[dict[str, Any]] = []
     kept: list[Reward] = []
     for reward in rewards:
-        if reward.status in ("cancelled", "rejected", "failed"):
+        if reward.status in (RewardStatus.CANCELLED, RewardStatus.REJECTED, RewardStatus.FAILED):
             continue  # nothing was paid, or its points came back already
         if reward.status not in CANCELLABLE or reward.gifq_order_id is not None:
             kept.append(reward)  # GIFQ has (or may have) the order: the money is gone
             continue
         was = reward.status
-        if was == AWAITING_POINTS:
+        if was == RewardStatus.AWAITING_POINTS:
             reward.released_at = now  # it never held anything
         else:
             await release(connection, reward, now=now, debited=False)
-        reward.status, reward.status_reason, reward.updated_at = "cancelled", why, now
+        move(reward, RewardStatus.CANCELLED, now=now, reason=why)
         cancelled.append({"id": reward.id, "was": was, "points_cost": reward.points_cost})
     await connection.execute(
         delete(RewardBacklog).where(
@@ -322,7 +339,7 @@ async def _unfund(
         .where(
             Reward.program_id == event.program_id,
             Reward.user_id == event.user_id,
-            Reward.status.in_([s for s in CANCELLABLE if s != AWAITING_POINTS]),
+            Reward.status.in_([s for s in CANCELLABLE if s != RewardStatus.AWAITING_POINTS]),
             Reward.gifq_order_id.is_(None),
         )
         .order_by(Reward.id.desc())
@@ -357,11 +374,11 @@ async def _reversals(
             LedgerEntry.program_id == event.program_id,
             LedgerEntry.user_id == event.user_id,
             LedgerEntry.event_id == event.id,
-            LedgerEntry.kind == "earn",
+            LedgerEntry.kind == LedgerKind.EARN,
         )
     )
     found = [
-        _Reversal(f"retract:{event.id}:{rule}", key, rule, points, entry_id, version)
+        _Reversal(retract_key(event.id, rule), key, rule, points, entry_id, version)
         for entry_id, key, rule, points, version in earned
     ]
     for milestone in milestones:
@@ -377,7 +394,7 @@ async def _reversals(
                     LedgerEntry.program_id == event.program_id,
                     LedgerEntry.user_id == event.user_id,
                     LedgerEntry.event_id == milestone.event_id,
-                    LedgerEntry.kind == "streak_bonus",
+                    LedgerEntry.kind == LedgerKind.STREAK_BONUS,
                 )
             )
             bonus = next(
@@ -392,7 +409,12 @@ async def _reversals(
         name = f"streak:{milestone.streak}:{milestone.length}"
         found.append(
             _Reversal(
-                f"retract:{event.id}:{name}:{milestone.run_start.isoformat()}",
+                retract_milestone_key(
+                    event.id,
+                    streak=milestone.streak,
+                    length=milestone.length,
+                    run_start=milestone.run_start,
+                ),
                 bonus.dedupe_key if bonus else "",
                 name,
                 milestone.points,
@@ -435,32 +457,29 @@ def _entries(
         cover -= taken
         if taken:
             entries.append(
-                _entry(
-                    program_id,
-                    user_id,
-                    event_id,
-                    kind="retract",
-                    points=-taken,
+                ledger_row(
+                    kind=LedgerKind.RETRACT,
                     key=reversal.key,
-                    rule=reversal.rule,
+                    program_id=program_id,
+                    user_id=user_id,
+                    points=-taken,
+                    event_id=event_id,
+                    rule_id=reversal.rule,
+                    rules_version=reversal.rules_version,
                     lot_id=reversal.lot_id,
-                    version=reversal.rules_version,
                     details=details,
                     now=now,
                 )
             )
     if clawback:
         entries.append(
-            _entry(
-                program_id,
-                user_id,
-                event_id,
-                kind="clawback",
+            ledger_row(
+                kind=LedgerKind.CLAWBACK,
+                key=clawback_key(event_id),
+                program_id=program_id,
+                user_id=user_id,
                 points=-clawback,
-                key=f"clawback:{event_id}",
-                rule=None,
-                lot_id=None,
-                version=None,
+                event_id=event_id,
                 details={
                     **details,
                     "rewards": [
@@ -471,33 +490,3 @@ def _entries(
             )
         )
     return entries
-
-
-def _entry(
-    program_id: str,
-    user_id: str,
-    event_id: str,
-    *,
-    kind: str,
-    points: int,
-    key: str,
-    rule: str | None,
-    lot_id: int | None,
-    version: int | None,
-    details: dict[str, Any],
-    now: datetime,
-) -> dict[str, Any]:
-    return {
-        "program_id": program_id,
-        "user_id": user_id,
-        "kind": kind,
-        "points": points,
-        "dedupe_key": key,
-        "event_id": event_id,
-        "rule_id": rule,
-        "rules_version": version,
-        "lot_id": lot_id,
-        "expires_at": None,
-        "details": details,
-        "created_at": now,
-    }

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-REASON_CODES: Final = {
-    "awaiting_approval": "awaiting_approval",
-    "on_hold": "payout_on_hold",
-    "needs_review": "payout_needs_review",
-    "failed": "payout_failed",
-    "rejected": "rejected_by_admin",
-    "expired": "payout_expired",
+from rewards.lifecycle import RewardStatus
+
+REASON_CODES: Final[dict[str, str]] = {
+    RewardStatus.AWAITING_APPROVAL: "awaiting_approval",
+    RewardStatus.ON_HOLD: "payout_on_hold",
+    RewardStatus.NEEDS_REVIEW: "payout_needs_review",
+    RewardStatus.FAILED: "payout_failed",
+    RewardStatus.REJECTED: "rejected_by_admin",
+    RewardStatus.EXPIRED: "payout_expired",
 }
 
 

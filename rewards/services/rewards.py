@@ -1,20 +1,7 @@
 """Rewards: created when a threshold is crossed, held, fulfilled through GIFQ, tracked.
 
-A reward's ``status``::
-
-    (crossing) ──► awaiting_points ──(the points cover it, in order)──► unlocked | pending
-    unlocked ──(POST /v1/users/{id}/redemptions)──┐        (mode redeem_now)
-    (crossing, mode auto) ────────────────────────┴─► budget gate (``spending``)
-        gate ──► pending                     (admitted: counted in the month's budget)
-        gate ──► awaiting_approval ──(approve)──► pending
-                                   └─(reject)───► rejected        (points released)
-    pending ──► sending ──► submitted ──► redeemed | expired
-                  │ ▲           └──► failed   (GIFQ failed the order)
-                  │ └── on_hold       (GIFQ: insufficient balance; retried every minute)
-                  └──► needs_review   (GIFQ rejected the order, or the user has no email)
-    on_hold | needs_review ──(approve: try again)──► pending
-                           └─(reject)──► rejected
-    any status before GIFQ has the order ──(its event retracted, or the person erased)──► cancelled
+A reward's ``status`` moves along the table in ``rewards.lifecycle`` (its picture is
+there), only through ``lifecycle.move`` or ``services.transitions.move_rows``.
 
 ``awaiting_points``: crossed, but the points available do not cover its cost yet (one
 event crossed several thresholds, or points were spent or retracted); it holds nothing
@@ -38,59 +25,34 @@ from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from engine.budgets import budget_month
+from rewards.after_commit import transaction
 from rewards.db.reward_models import GifqPayout, Reward
 from rewards.errors import Conflict, NotFound
+from rewards.lifecycle import DECIDABLE, RewardStatus, move
+from rewards.program_context import program_context
+from rewards.queue import enqueue_fulfilment as enqueue_fulfilment  # (services.events)
+from rewards.queue import job_id as job_id  # (services.events, tests)
 from rewards.runtime import Runtime
 from rewards.services import audit
 from rewards.services.balances import lock_people
-from rewards.services.context import program_context
 from rewards.services.spending import Spend, admit, monthly_spend, release
+from rewards.services.transitions import move_rows
 from rewards.services.users import get_user
 from rules.model import Budgets
 
 log = logging.getLogger("rewards.rewards")
 
-STATUSES = (
-    "awaiting_points",
-    "unlocked",
-    "awaiting_approval",
-    "pending",
-    "sending",
-    "submitted",
-    "on_hold",
-    "needs_review",
-    "redeemed",
-    "expired",
-    "failed",
-    "rejected",
-    "cancelled",
-)
-# Waiting for the points that pay for it: holds nothing yet.
-AWAITING_POINTS = "awaiting_points"
-# A retraction cancels a reward GIFQ has no order for (``services.retraction``).
-CANCELLABLE = (
-    "awaiting_points",
-    "unlocked",
-    "awaiting_approval",
-    "pending",
-    "on_hold",
-    "needs_review",
-)
-# What the fulfilment job still has to push to GIFQ (the sweeper re-enqueues these).
-TO_SEND = ("pending", "sending", "on_hold")
-# An order exists; its recipient is not final yet (the reconciliation cron polls these).
-TRACKED = ("submitted",)
-# Finished with an order: read back from GIFQ once more (``reconciled_at``).
-FINISHED = ("redeemed", "expired", "failed")
+
+# The names other modules use; the lifecycle itself is ``rewards.lifecycle``.
+STATUSES = tuple(RewardStatus)
+AWAITING_POINTS = RewardStatus.AWAITING_POINTS  # (``services.events``)
 # GIFQ's recipient lifecycle, in order; the last two are terminal.
 RECIPIENT_ORDER = ("pending", "sent", "viewed", "partially_redeemed", "redeemed", "expired")
-TERMINAL = frozenset({"redeemed", "expired"})
-# An admin may reject these (no GIFQ order exists), and approve all but ``unlocked``.
-DECIDABLE = ("unlocked", "awaiting_approval", "pending", "on_hold", "needs_review")
+TERMINAL = frozenset({RewardStatus.REDEEMED, RewardStatus.EXPIRED})
 
 
 async def gate(
@@ -117,24 +79,20 @@ async def gate(
         approved=approved_by is not None,
     )
     admitted = [reward_id for reward_id, reason in reasons.items() if reason is None]
-    if admitted:
-        await connection.execute(
-            update(Reward)
-            .where(Reward.id.in_(admitted))
-            .values(
-                status="pending",
-                status_reason=None,
-                budget_month=month,
-                updated_at=now,
-                **({"decided_by": approved_by, "decided_at": now} if approved_by else {}),
-            )
-        )
+    await move_rows(
+        connection,
+        admitted,
+        RewardStatus.PENDING,
+        now=now,
+        values={
+            "budget_month": month,
+            **({"decided_by": approved_by, "decided_at": now} if approved_by else {}),
+        },
+    )
     for reward_id, reason in reasons.items():
         if reason is not None:
-            await connection.execute(
-                update(Reward)
-                .where(Reward.id == reward_id)
-                .values(status="awaiting_approval", status_reason=reason, updated_at=now)
+            await move_rows(
+                connection, [reward_id], RewardStatus.AWAITING_APPROVAL, now=now, reason=reason
             )
     return admitted
 
@@ -259,18 +217,18 @@ async def redeem(
     """Send the user's ``unlocked`` (redeem_now) rewards through the budget gate: each
     becomes ``pending`` (and is queued) or ``awaiting_approval``."""
     now = rt.clock()
-    async with rt.sessions() as session, session.begin():
+    async with transaction(rt) as (session, after):
         await get_user(session, program_id, user_id)
         query = select(Reward).where(Reward.program_id == program_id, Reward.user_id == user_id)
         if data.reward_id is not None:
             query = query.where(Reward.id == data.reward_id)
         else:
-            query = query.where(Reward.status == "unlocked")
+            query = query.where(Reward.status == RewardStatus.UNLOCKED)
         rows = list(await session.scalars(query.order_by(Reward.id).with_for_update()))
         if data.reward_id is not None:
             if not rows:
                 raise NotFound(f"user '{user_id}' has no reward {data.reward_id}")
-            if rows[0].status != "unlocked":
+            if rows[0].status != RewardStatus.UNLOCKED:
                 raise Conflict(
                     f"reward {data.reward_id} is {rows[0].status}, not unlocked",
                     code="reward_not_unlocked",
@@ -286,7 +244,7 @@ async def redeem(
             now=now,
         )
         views = [reward_view(await _reread(session, row.id)) for row in rows]
-    await enqueue_fulfilment(rt, admitted)
+        after.enqueue_fulfilment(admitted)
     return views
 
 
@@ -309,14 +267,14 @@ async def approve(rt: Runtime, *, program_id: str, reward_id: int, key_id: str) 
     """An admin sends a reward: one ``awaiting_approval`` is counted in this month's
     budget even past it; one ``on_hold`` or ``needs_review`` is tried again now."""
     now = rt.clock()
-    async with rt.sessions() as session, session.begin():
+    async with transaction(rt) as (session, after):
         reward = await _decidable(session, program_id, reward_id, action="approve")
-        if reward.status == "unlocked":
+        if reward.status == RewardStatus.UNLOCKED:
             raise Conflict(
                 f"reward {reward_id} is unlocked: the employee redeems it",
                 code="reward_not_approvable",
             )
-        if reward.status == "pending":
+        if reward.status == RewardStatus.PENDING:
             return reward_view(reward)  # approved already, or never needed it
         was = reward.status
         connection = await session.connection()
@@ -333,8 +291,8 @@ async def approve(rt: Runtime, *, program_id: str, reward_id: int, key_id: str) 
             )
             reward = await _reread(session, reward_id)
         else:
-            reward.status, reward.status_reason = "pending", None
-            reward.decided_by, reward.decided_at, reward.updated_at = key_id, now, now
+            move(reward, RewardStatus.PENDING, now=now)
+            reward.decided_by, reward.decided_at = key_id, now
         view = reward_view(reward)
         await audit.record(
             session,
@@ -345,7 +303,7 @@ async def approve(rt: Runtime, *, program_id: str, reward_id: int, key_id: str) 
             after={"status": view["status"]},
             at=now,
         )
-    await enqueue_fulfilment(rt, [reward_id])
+        after.enqueue_fulfilment([reward_id])
     return view
 
 
@@ -364,16 +322,15 @@ async def reject(
         reward = await _decidable(session, program_id, reward_id, action="reject")
         await release(connection, reward, now=now, debited=False)
         was = reward.status
-        reward.status = "rejected"
-        reward.status_reason = data.reason or "rejected by an admin"
-        reward.decided_by, reward.decided_at, reward.updated_at = key_id, now, now
+        move(reward, RewardStatus.REJECTED, now=now, reason=data.reason or "rejected by an admin")
+        reward.decided_by, reward.decided_at = key_id, now
         await audit.record(
             session,
             program_id=program_id,
             action="reward.reject",
             target=str(reward_id),
             before={"status": was},
-            after={"status": "rejected", "reason": reward.status_reason},
+            after={"status": RewardStatus.REJECTED, "reason": reward.status_reason},
             at=now,
         )
         return reward_view(reward)
@@ -392,29 +349,3 @@ async def _decidable(
             code="reward_not_approvable" if action == "approve" else "reward_not_rejectable",
         )
     return reward
-
-
-def job_id(rt: Runtime, reward_id: int) -> str:
-    """The arq job id of a reward's fulfilment: one queued or running job per reward. arq's
-    own keys ignore our prefix, so the id carries it: installations may share a Redis."""
-    return rt.key("reward", str(reward_id))
-
-
-async def enqueue_fulfilment(rt: Runtime, reward_ids: Sequence[int]) -> None:
-    """After commit: queue one fulfilment job per reward. A Redis failure is logged and
-    left to the sweeper (``workers.fulfilment.rewards_sweep``), never raised."""
-    if not reward_ids:
-        return
-    # Imported here: workers.worker imports the services that import this module.
-    from workers.worker import queue_name
-
-    try:
-        for reward_id in reward_ids:
-            await rt.queue.enqueue_job(
-                "fulfil_reward",
-                reward_id,
-                _job_id=job_id(rt, reward_id),
-                _queue_name=queue_name(rt.settings),
-            )
-    except Exception:
-        log.warning("could not enqueue rewards %s", list(reward_ids), exc_info=True)

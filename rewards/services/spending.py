@@ -26,6 +26,7 @@ from engine.budgets import approval_reason
 from rewards.db.dialect import insert_for
 from rewards.db.models import LedgerEntry
 from rewards.db.reward_models import BudgetSpend, Reward
+from rewards.lifecycle import LedgerKind, RewardStatus, ledger_row, move, reward_key
 from rewards.services.balances import add_to_balances, add_to_held
 from rules.model import Budgets
 
@@ -115,27 +116,30 @@ async def monthly_spend(
 
 
 async def post_reward_entry(
-    connection: AsyncConnection, reward: Reward, *, kind: Literal["redeem", "refund"], now: datetime
+    connection: AsyncConnection,
+    reward: Reward,
+    *,
+    kind: Literal[LedgerKind.REDEEM, LedgerKind.REFUND],
+    now: datetime,
 ) -> None:
     """``reward``'s ``redeem`` debit (GIFQ accepted its order) or ``refund`` (its points
     came back) in the ledger and the cached balance, at most once (the dedupe key)."""
-    points = -reward.points_cost if kind == "redeem" else reward.points_cost
-    suffix = "debit" if kind == "redeem" else "refund"
+    points = -reward.points_cost if kind is LedgerKind.REDEEM else reward.points_cost
     written = await connection.scalar(
         insert_for(connection)(LedgerEntry)
         .values(
-            program_id=reward.program_id,
-            user_id=reward.user_id,
-            kind=kind,
-            points=points,
-            dedupe_key=f"reward:{reward.id}:{suffix}",
-            event_id=reward.event_id,
-            rule_id=reward.threshold_id,
-            rules_version=reward.rules_version,
-            lot_id=None,
-            expires_at=None,
-            details={"reward_id": reward.id, "gifq_order_id": reward.gifq_order_id},
-            created_at=now,
+            ledger_row(
+                kind=kind,
+                key=reward_key(reward.id, kind),
+                program_id=reward.program_id,
+                user_id=reward.user_id,
+                points=points,
+                event_id=reward.event_id,
+                rule_id=reward.threshold_id,
+                rules_version=reward.rules_version,
+                details={"reward_id": reward.id, "gifq_order_id": reward.gifq_order_id},
+                now=now,
+            )
         )
         .on_conflict_do_nothing(index_elements=["program_id", "dedupe_key"])
         .returning(LedgerEntry.id)
@@ -154,7 +158,7 @@ async def release(
     if reward.released_at is not None:
         return False
     if debited:
-        await post_reward_entry(connection, reward, kind="refund", now=now)
+        await post_reward_entry(connection, reward, kind=LedgerKind.REFUND, now=now)
     else:
         await add_to_held(connection, reward.program_id, {reward.user_id: -reward.points_cost})
     await _give_back_budget(connection, reward)
@@ -179,4 +183,4 @@ async def unfund(connection: AsyncConnection, reward: Reward, *, now: datetime) 
     await add_to_held(connection, reward.program_id, {reward.user_id: -reward.points_cost})
     await _give_back_budget(connection, reward)
     reward.budget_month = None
-    reward.status, reward.updated_at = "awaiting_points", now
+    move(reward, RewardStatus.AWAITING_POINTS, now=now)

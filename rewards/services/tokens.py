@@ -46,8 +46,9 @@ from rewards.db.audit_models import RevokedToken
 from rewards.db.models import Program, User
 from rewards.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
 from rewards.jwks import JwksError
+from rewards.program_context import program_context
+from rewards.program_settings import ProgramSettings
 from rewards.runtime import Runtime
-from rewards.services.context import program_context
 from rewards.services.keys import Principal
 
 LEEWAY = timedelta(seconds=30)
@@ -99,15 +100,16 @@ def load_public_key(pem: str) -> tuple[Any, str]:
     return key, algorithm_for_key(key)
 
 
-def trusted_keys(settings: dict[str, Any]) -> TrustedKeys:
-    pem = settings.get("employee_token_public_key")
+def trusted_keys(settings: Mapping[str, Any] | ProgramSettings) -> TrustedKeys:
+    typed = ProgramSettings.of(settings)
+    pem = typed.employee_token_public_key
     key, algorithm = load_public_key(pem) if pem else (None, None)
     return TrustedKeys(
-        secret=settings.get("employee_token_secret") or None,
+        secret=typed.employee_token_secret or None,
         public_key=key,
         public_algorithm=algorithm,
-        jwks_url=settings.get("employee_token_jwks_url") or None,
-        max_lifetime=int(settings.get("employee_token_max_lifetime") or DEFAULT_MAX_LIFETIME),
+        jwks_url=typed.employee_token_jwks_url or None,
+        max_lifetime=typed.employee_token_max_lifetime or DEFAULT_MAX_LIFETIME,
     )
 
 

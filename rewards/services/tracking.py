@@ -62,11 +62,13 @@ from rewards.gifq import (
     verify_signature,
 )
 from rewards.gifq.webhooks import SIGNATURE_HEADER
+from rewards.lifecycle import FINISHED, TRACKED, RewardStatus, move
+from rewards.program_settings import ProgramSettings
 from rewards.runtime import Runtime
 from rewards.services.alerts import raise_alert
 from rewards.services.balances import lock_people
 from rewards.services.fulfilment import GifqSettings
-from rewards.services.rewards import FINISHED, RECIPIENT_ORDER, TERMINAL, TRACKED
+from rewards.services.rewards import RECIPIENT_ORDER, TERMINAL
 from rewards.services.spending import release
 
 log = logging.getLogger("rewards.tracking")
@@ -101,8 +103,8 @@ def _advance(reward: Reward, status: str, *, now: datetime) -> bool:
     if status == "redeemed" and reward.redeemed_at is None:
         reward.redeemed_at = now
     reward.updated_at = now
-    if reward.status == "submitted" and status in TERMINAL:
-        reward.status = status
+    if reward.status == RewardStatus.SUBMITTED and status in TERMINAL:
+        move(reward, RewardStatus(status), now=now)
     return True
 
 
@@ -118,7 +120,7 @@ async def _lock_reward(session: AsyncSession, reward_id: int) -> Reward:
 
 async def _fail(session: AsyncSession, reward: Reward, reason: str, *, now: datetime) -> None:
     """GIFQ failed the order: ``failed``, and the points back if the threshold says so."""
-    reward.status, reward.status_reason, reward.updated_at = "failed", reason, now
+    move(reward, RewardStatus.FAILED, now=now, reason=reason)
     if "failed" in (reward.release_on or "").split(","):
         await release(await session.connection(), reward, now=now, debited=True)
 
@@ -188,7 +190,7 @@ async def receive_webhook(
     async with rt.sessions() as session, session.begin():
         program = await session.get(Program, program_id)
         settings = (program.settings if program else None) or {}
-        secret = settings.get("gifq_webhook_secret")
+        secret = ProgramSettings.of(settings).gifq_webhook_secret
         if not secret or not verify_signature(
             secret=secret,
             body=body,
@@ -453,7 +455,7 @@ async def _apply_order(
         recipient = next((r for r in order.recipients if r.id == reward.recipient_id), None) or (
             order.recipients[0] if order.recipients else None
         )
-        if str(order.status) == "failed" and reward.status == "submitted":
+        if str(order.status) == "failed" and reward.status == RewardStatus.SUBMITTED:
             await _fail(session, reward, order.failure_reason or "GIFQ failed the order", now=now)
         elif recipient is not None:
             reward.fx_fee_amount = str(order.fx_fee_amount)
@@ -514,7 +516,7 @@ async def _settle(
         str(payout.status) == "completed" for payout in payouts
     )
     if (
-        reward.status == "expired"
+        reward.status == RewardStatus.EXPIRED
         and not redeemed
         and "expired" in (reward.release_on or "").split(",")
         and await release(await session.connection(), reward, now=now, debited=True)

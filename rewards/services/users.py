@@ -8,6 +8,7 @@ import re
 from datetime import date, datetime
 from typing import Annotated, Any
 
+import orjson
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -22,8 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.facts import UserFacts
 from rewards.db.dialect import insert_for
+from rewards.db.lookups import get_user as get_user  # (moved below the services)
 from rewards.db.models import User, UserBalance
-from rewards.errors import BadRequest, InvalidInput, NotFound, PayloadTooLarge
+from rewards.errors import BadRequest, InvalidInput, PayloadTooLarge
 from rewards.services.attributes import Attributes
 from rewards.services.programs import TIMEZONES, validate_timezone
 from rules import TenureBand, tenure_band
@@ -201,8 +203,6 @@ def parse_bulk(body: bytes, content_type: str) -> list[tuple[int, dict[str, Any]
     if "csv" in content_type:
         rows = _csv_rows(body)
     else:
-        import orjson
-
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -250,13 +250,6 @@ def _read_csv(text: str) -> list[tuple[int, dict[str, Any]]]:
                 row["attributes"][name] = value
         rows.append((number, row))
     return rows
-
-
-async def get_user(session: AsyncSession, program_id: str, user_id: str) -> User:
-    user = await session.get(User, (program_id, user_id))
-    if user is None:
-        raise NotFound(f"no user '{user_id}'", code="unknown_user")
-    return user
 
 
 def user_facts(user: User, *, bands: tuple[TenureBand, ...], today: date) -> UserFacts:

@@ -23,8 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from rewards.db.engine import read_only
 from rewards.db.models import Program, User
+from rewards.program_context import program_context
 from rewards.runtime import Runtime
-from rewards.services.context import program_context
 from rewards.services.events import MAX_BATCH, EventIn
 from rewards.sources import common
 from rules.sources import HrisSource

@@ -22,8 +22,8 @@ from pydantic import ValidationError
 
 from rewards.db.engine import read_only
 from rewards.errors import BadRequest, NotFound, PayloadTooLarge, Unauthenticated
+from rewards.program_context import program_context
 from rewards.runtime import Runtime
-from rewards.services.context import program_context
 from rewards.services.events import MAX_BATCH, EventIn, Result, rejected
 from rewards.services.users import validation_details
 from rewards.sources import common, people, signatures

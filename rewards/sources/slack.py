@@ -30,8 +30,8 @@ from engine.decide import allowance_key
 from engine.decision import RejectCode
 from rewards.db.engine import read_only
 from rewards.errors import BadRequest, PayloadTooLarge, Unauthenticated
+from rewards.program_context import ProgramContext, program_context
 from rewards.runtime import Runtime
-from rewards.services.context import ProgramContext, program_context
 from rewards.services.events import EventIn, Result, load_usage
 from rewards.sources import common, slack_directory
 from rules.sources import SlackCommand, SlackReaction, SlackSource

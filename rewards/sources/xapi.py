@@ -33,8 +33,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from rewards.db.engine import read_only
 from rewards.db.models import Event
 from rewards.errors import BadRequest, Conflict, PayloadTooLarge
+from rewards.program_context import program_context
 from rewards.runtime import Runtime
-from rewards.services.context import program_context
 from rewards.services.events import MAX_BATCH, EventIn, Result
 from rewards.sources import common, people
 from rules.sources import XapiSource
