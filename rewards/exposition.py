@@ -73,7 +73,7 @@ async def installation_gauges(rt: Runtime, *, queue: str) -> list[Metric]:
     except (RedisError, OSError) as exc:
         log.warning("metrics: queue depth unavailable (%s: %s)", type(exc).__name__, exc)
     try:
-        rows, lag = await _outbox(rt)
+        rows, lag = await outbox_state(rt)
         metrics.append(
             GaugeMetricFamily(
                 "rewards_leaderboard_outbox_rows",
@@ -93,7 +93,9 @@ async def installation_gauges(rt: Runtime, *, queue: str) -> list[Metric]:
     return metrics
 
 
-async def _outbox(rt: Runtime) -> tuple[int, float]:
+async def outbox_state(rt: Runtime) -> tuple[int, float]:
+    """Rows in the leaderboard outbox, and the age in seconds of the oldest batch among
+    the oldest ``LAG_SCAN`` that is not on the boards yet (0: all are)."""
     async with rt.engine.connect() as connection:
         rows = await connection.scalar(select(func.count()).select_from(LeaderboardOutbox))
         oldest = (

@@ -34,6 +34,7 @@ from rewards.services.ledger import expire_due
 from rewards.settings import Settings
 from rewards.sources import anniversaries
 from workers import fulfilment
+from workers.lease import LeasedWorker
 
 log = logging.getLogger("rewards.worker")
 HEAL_TIMEOUT_SECONDS = 3600
@@ -129,7 +130,7 @@ def queue_name(settings: Settings) -> str:
 
 def build_worker(rt: Runtime, *, handle_signals: bool, burst: bool = False) -> Worker:
     """A worker sharing ``rt`` (the API process's runtime for ``serve --with-worker``)."""
-    return Worker(
+    return LeasedWorker(
         functions=[counted(func(f)) for f in FUNCTIONS],
         cron_jobs=[counted(c) for c in cron_jobs(rt.settings.redis_prefix)],
         redis_settings=arq_settings(rt.redis_url),
