@@ -345,7 +345,7 @@ async def settle(rt: Any, program_id: str, *, queue: str, seconds: float) -> tup
                 await session.scalars(select(Reward.status).where(Reward.program_id == program_id))
             )
         open_rewards = {s: n for s, n in statuses.items() if s not in FINAL}
-        queued = await rt.queue.zcard(queue)
+        queued = len(await queued_jobs(rt, queue))
         _, lag = await outbox_state(rt)
         waiting = []
         if open_rewards:
@@ -357,6 +357,11 @@ async def settle(rt: Any, program_id: str, *, queue: str, seconds: float) -> tup
         if not waiting or time.monotonic() - started > seconds:
             return time.monotonic() - started, "; ".join(waiting)
         await asyncio.sleep(0.5)
+
+
+async def queued_jobs(rt: Any, queue: str) -> list[str]:
+    """Jobs in the queue but the crons' next runs (each worker queues those when due)."""
+    return [job.decode() for job in await rt.queue.zrange(queue, 0, -1) if b":cron:" not in job]
 
 
 async def dump_boards(rt: Any, program_id: str) -> dict[str, Any]:
@@ -505,11 +510,11 @@ async def check(
     )
 
     statuses = Counter(r.status for r in rewards)
-    queued = await rt.queue.zcard(load_queue(env))
+    queued = await queued_jobs(rt, load_queue(env))
     report.check(
         "no job lost",
-        set(statuses) <= FINAL and queued == 0,
-        f"rewards by status {dict(statuses)}; jobs left in the queue {queued}",
+        set(statuses) <= FINAL and not queued,
+        f"rewards by status {dict(statuses)}; jobs left in the queue (crons aside) {queued[:5]}",
     )
 
 

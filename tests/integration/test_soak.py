@@ -44,6 +44,7 @@ def test_the_short_soak_passes_every_check(settings: Settings) -> None:
         timeout=900,
     )
     output = result.stdout + result.stderr
+    print(output)  # the figures, shown with pytest -rP
     assert result.returncode == 0, output
     for name in CHECKS:
         assert f"[ok] {name}" in output, output
