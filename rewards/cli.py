@@ -288,8 +288,10 @@ def worker(
     metrics_port: Annotated[
         int | None,
         typer.Option(
+            min=1,
+            max=65535,
             help="Serve Prometheus metrics on this port (GET /metrics); default "
-            "REWARDS_WORKER_METRICS_PORT, else none."
+            "REWARDS_WORKER_METRICS_PORT, else none.",
         ),
     ] = None,
     metrics_host: Annotated[
