@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import os
 import signal
 import socket
@@ -82,6 +83,7 @@ def serve(
     """Run the HTTP API (migrating the database first). SIGTERM or Ctrl-C stops it cleanly."""
     import uvicorn
 
+    from rewards.exposition import multiprocess_dir
     from rewards.runtime import resolve_redis_url
     from rewards.settings import public_url_for
 
@@ -110,14 +112,16 @@ def serve(
             # Worker processes inherit these, so they share the embedded server and the URL.
             os.environ["REWARDS_REDIS_URL"] = redis_url
             os.environ["REWARDS_PUBLIC_URL"] = str(settings.public_url)
-            uvicorn.run(
-                "api.app:app_factory",
-                factory=True,
-                host=host,
-                port=port,
-                workers=workers,
-                log_level="warning",
-            )
+            # Their metrics go to files there, and any one's /metrics sums them all.
+            with multiprocess_dir():
+                uvicorn.run(
+                    "api.app:app_factory",
+                    factory=True,
+                    host=host,
+                    port=port,
+                    workers=workers,
+                    log_level="warning",
+                )
         else:
             with asyncio.Runner(loop_factory=_loop_factory()) as runner:
                 runner.run(
@@ -280,11 +284,29 @@ async def _stop_worker(worker: Any, task: asyncio.Task[None]) -> None:
 
 
 @app.command()
-def worker() -> None:
+def worker(
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="Serve Prometheus metrics on this port (GET /metrics); default "
+            "REWARDS_WORKER_METRICS_PORT, else none.",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str | None,
+        typer.Option(help="Interface for --metrics-port; default REWARDS_WORKER_METRICS_HOST."),
+    ] = None,
+) -> None:
     """Run the background worker (arq). SIGTERM or Ctrl-C stops it cleanly."""
     from rewards.runtime import resolve_redis_url
 
     settings = Settings()
+    if metrics_port is not None:
+        settings = settings.model_copy(update={"worker_metrics_port": metrics_port})
+    if metrics_host is not None:
+        settings = settings.model_copy(update={"worker_metrics_host": metrics_host})
     migrate(settings)
     redis_url, embedded = resolve_redis_url(settings)
     try:
@@ -296,12 +318,23 @@ def worker() -> None:
 
 
 async def _work(settings: Settings, redis_url: str) -> None:
+    from rewards.exposition import installation_gauges, serve_metrics
     from rewards.runtime import open_runtime
-    from workers.worker import build_worker
+    from workers.worker import build_worker, queue_name
 
     loop = asyncio.get_running_loop()
     rt = await open_runtime(settings, redis_url=redis_url)
+    metrics: asyncio.Server | None = None
     try:
+        if (port := settings.worker_metrics_port) is not None:
+            host = settings.worker_metrics_host
+            listening_socket(host, port, flag="--metrics-port").close()
+            metrics = await serve_metrics(
+                host=host,
+                port=port,
+                gauges=functools.partial(installation_gauges, rt, queue=queue_name(settings)),
+            )
+            typer.echo(f"metrics on http://{host}:{port}/metrics")
         worker = build_worker(rt, handle_signals=False)
         task = asyncio.create_task(worker.async_run())
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -315,6 +348,8 @@ async def _work(settings: Settings, redis_url: str) -> None:
                 loop.remove_signal_handler(signum)
             await _stop_worker(worker, task)
     finally:
+        if metrics is not None:
+            metrics.close()
         await rt.close()
 
 

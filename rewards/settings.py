@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     # Slack's Web API, asked for a member's email (users.info) when no user has their
     # slack_id yet and the program has a slack_bot_token. Tests point it at a fake.
     slack_api_url: str = "https://slack.com/api"
+    # ``rewards worker`` serves Prometheus metrics on this port when set (``--metrics-port``).
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

@@ -26,6 +26,7 @@ from arq.worker import Function, Worker
 from sqlalchemy import select
 
 from rewards.db.models import Program
+from rewards.instruments import counted
 from rewards.leaderboards import directory, healing, outbox, snapshots
 from rewards.queue import queue_name
 from rewards.redis_server import arq_settings
@@ -33,6 +34,7 @@ from rewards.runtime import Runtime
 from rewards.services.ledger import expire_due
 from rewards.sources import anniversaries
 from workers import fulfilment
+from workers.lease import LeasedWorker
 
 log = logging.getLogger("rewards.worker")
 HEAL_TIMEOUT_SECONDS = 3600
@@ -124,9 +126,9 @@ def cron_jobs(prefix: str) -> list[CronJob]:
 
 def build_worker(rt: Runtime, *, handle_signals: bool, burst: bool = False) -> Worker:
     """A worker sharing ``rt`` (the API process's runtime for ``serve --with-worker``)."""
-    return Worker(
-        functions=FUNCTIONS,
-        cron_jobs=cron_jobs(rt.settings.redis_prefix),
+    return LeasedWorker(
+        functions=[counted(func(f)) for f in FUNCTIONS],
+        cron_jobs=[counted(c) for c in cron_jobs(rt.settings.redis_prefix)],
         redis_settings=arq_settings(rt.redis_url),
         queue_name=queue_name(rt.settings),
         ctx={"runtime": rt},

@@ -6,10 +6,12 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from api.deps import RuntimeDep
+from rewards.exposition import installation_gauges, render
+from workers.worker import queue_name
 
 router = APIRouter(tags=["operations"])
 
@@ -51,6 +53,9 @@ async def readyz(rt: RuntimeDep) -> Any:
         }
     },
 )
-async def metrics() -> Response:
-    """The process's metrics for Prometheus to scrape."""
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+async def metrics(rt: RuntimeDep) -> Response:
+    """Metrics for Prometheus to scrape: every API process's counters (summed under
+    ``serve --workers N``), and the installation's queue depth and outbox lag
+    (``rewards.exposition``)."""
+    gauges = await installation_gauges(rt, queue=queue_name(rt.settings))
+    return Response(render(gauges), media_type=CONTENT_TYPE_LATEST)

@@ -59,6 +59,7 @@ from rewards.gifq.responses import (
     rejection,
     server_now,
 )
+from rewards.instruments import GIFQ_REQUESTS
 from rewards.net import guarded_transport
 
 logger = logging.getLogger(__name__)
@@ -326,6 +327,7 @@ class GifqClient:
             except _MISCONFIGURED as exc:
                 raise GifqError(f"{what}: cannot send the request: {exc!r}") from exc
             except httpx.TransportError as exc:
+                GIFQ_REQUESTS.labels(method, "error").inc()
                 reached = not isinstance(exc, _NOT_SENT)
                 if last or (reached and not resend_ok):
                     raise GifqTransientError(
@@ -336,6 +338,7 @@ class GifqClient:
                 continue
 
             status = response.status_code
+            GIFQ_REQUESTS.labels(method, str(status)).inc()
             if 200 <= status < 300:
                 return response
             if status != 429 and status < 500:
