@@ -226,8 +226,8 @@ async def check(
 
 
 def load_queue(env: dict[str, str]) -> str:
+    from rewards.queue import queue_name
     from rewards.settings import Settings
-    from workers.worker import queue_name
 
     return queue_name(Settings(redis_prefix=env["REWARDS_REDIS_PREFIX"]))
 

@@ -319,8 +319,9 @@ def worker(
 
 async def _work(settings: Settings, redis_url: str) -> None:
     from rewards.exposition import installation_gauges, serve_metrics
+    from rewards.queue import queue_name
     from rewards.runtime import open_runtime
-    from workers.worker import build_worker, queue_name
+    from workers.worker import build_worker
 
     loop = asyncio.get_running_loop()
     rt = await open_runtime(settings, redis_url=redis_url)

@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from api.deps import RuntimeDep
 from rewards.exposition import installation_gauges, render
-from workers.worker import queue_name
+from rewards.queue import queue_name
 
 router = APIRouter(tags=["operations"])
 
