@@ -22,13 +22,13 @@ over the cluster. On one server the braces are just characters.
                            two differ (or it is gone) the worker rebuilds (``healing``).
 ``…:tmp:<token>:…``        a rebuild's scratch copies of all the above.
 
+``<period>`` is ``all``, a week id (``2026-W12``) or a month id (``2026-03``);
+``<board>`` is ``global`` or ``<cohort>:<value>``.
+
 Keys from before the hash tag (``<prefix>:lb:<program>:…``) are no longer read: after
 an upgrade the generation marker is missing under the new names, so the worker's
 healing rebuilds every program's boards from the database (``healing``) within a
 minute. The old keys are left as they were (delete ``<prefix>:lb:*`` when convenient).
-
-``<period>`` is ``all``, a week id (``2026-W12``) or a month id (``2026-03``);
-``<board>`` is ``global`` or ``<cohort>:<value>``.
 """
 
 from __future__ import annotations
