@@ -336,7 +336,7 @@ def redis_for_run(data_dir: Path, *, separate_worker: bool) -> Iterator[str | No
 async def delete_keys(redis_url: str, prefix: str) -> None:
     redis = Redis.from_url(redis_url)
     try:
-        async for key in redis.scan_iter(match=f"{prefix}:*", count=1000):
+        async for key in redis.scan_iter(match=f"*{prefix}:*", count=1000):
             await redis.unlink(key)
     finally:
         await redis.aclose()

@@ -13,13 +13,14 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from arq.connections import ArqRedis
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from rewards import net, secrets
 from rewards.db.engine import create_engine, create_sessionmaker
 from rewards.jwks import JwksCache
 from rewards.program_settings import ProgramSettings
+from rewards.redis_client import RedisClient, connect
 from rewards.redis_server import EmbeddedRedis, redis_url_for_socket, start_embedded
 from rewards.settings import Settings
 from rules import RuleSet
@@ -58,7 +59,7 @@ class Runtime:
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
-    redis: Redis
+    redis: RedisClient  # one server or a Redis Cluster (rewards.redis_client)
     redis_url: str
     clock: Callable[[], datetime] = utc_now
     embedded_redis: EmbeddedRedis | None = None
@@ -81,16 +82,29 @@ class Runtime:
 
         return GroupCommit(self)
 
+    @property
+    def queue_url(self) -> str:
+        """The arq queue's Redis: ``REWARDS_QUEUE_REDIS_URL``, else the boards' one."""
+        return self.settings.queue_redis_url or self.redis_url
+
     @cached_property
     def queue(self) -> ArqRedis:
-        """The arq queue client, sharing ``redis``'s connection pool."""
-        return ArqRedis(connection_pool=self.redis.connection_pool)
+        """The arq queue client: sharing ``redis``'s connection pool when the queue lives
+        on the same server, its own pool otherwise (always so with a Redis Cluster)."""
+        if isinstance(self.redis, Redis) and self.queue_url == self.redis_url:
+            return ArqRedis(connection_pool=self.redis.connection_pool)
+        return ArqRedis(connection_pool=ConnectionPool.from_url(self.queue_url))
 
     def key(self, *parts: str) -> str:
         """A Redis key in this installation's namespace."""
         return ":".join((self.settings.redis_prefix, *parts))
 
     async def close(self) -> None:
+        queue = self.__dict__.get("queue")
+        if queue is not None and queue.connection_pool is not getattr(
+            self.redis, "connection_pool", None
+        ):
+            await queue.aclose(close_connection_pool=True)
         await self.redis.aclose()
         await self.engine.dispose()
         if self.embedded_redis is not None:
@@ -123,7 +137,7 @@ async def open_runtime(
         settings=settings,
         engine=engine,
         sessions=create_sessionmaker(engine),
-        redis=Redis.from_url(redis_url),
+        redis=connect(redis_url),
         redis_url=redis_url,
         clock=clock,
         embedded_redis=embedded,

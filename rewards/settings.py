@@ -15,6 +15,8 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rewards.redis_client import is_cluster
+
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
 
 
@@ -79,6 +81,10 @@ class Settings(BaseSettings):
     # ``rewards worker`` serves Prometheus metrics on this port when set (``--metrics-port``).
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     worker_metrics_host: str = "127.0.0.1"
+    # The arq queue's Redis: a plain server (or a Sentinel-managed primary), since arq has
+    # no cluster support. Unset: the queue shares REWARDS_REDIS_URL. Required when that is
+    # a Redis Cluster (``redis+cluster://``); see rewards.redis_client.
+    queue_redis_url: str | None = None
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
@@ -95,6 +101,20 @@ class Settings(BaseSettings):
             ]
             if missing:
                 raise ValueError(f"production needs {', '.join(missing)} to be set")
+        return self
+
+    @model_validator(mode="after")
+    def _queue_off_the_cluster(self) -> Settings:
+        if self.queue_redis_url and is_cluster(self.queue_redis_url):
+            raise ValueError(
+                "REWARDS_QUEUE_REDIS_URL must be a plain Redis (redis://, unix://): "
+                "arq's queue cannot run on a Redis Cluster"
+            )
+        if self.redis_url and is_cluster(self.redis_url) and not self.queue_redis_url:
+            raise ValueError(
+                "REWARDS_REDIS_URL is a Redis Cluster: set REWARDS_QUEUE_REDIS_URL to a plain "
+                "Redis (redis://host:port/db) for the job queue, which arq cannot run on a cluster"
+            )
         return self
 
     @property

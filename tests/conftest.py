@@ -2,7 +2,9 @@
 
 Backends: SQLite (WAL) in a temporary folder and an embedded redis-server by default;
 PostgreSQL and a Redis server when ``REWARDS_DATABASE_URL`` / ``REWARDS_REDIS_URL`` are
-set (``.ci/run`` does both). Tests isolate by program: nothing crosses programs, so
+set (``.ci/run`` does both). ``REWARDS_TEST_REDIS_CLUSTER=1`` starts a local three-master
+Redis Cluster for the session instead (``bench.cluster``), with the job queue on the
+embedded redis-server (or ``REWARDS_QUEUE_REDIS_URL``). Tests isolate by program: nothing crosses programs, so
 each test's fresh program is a clean world without truncating anything.
 """
 
@@ -21,6 +23,7 @@ import httpx
 import pytest
 
 from api.app import create_app
+from bench.cluster import local_cluster
 from rewards.db.migrate import upgrade
 from rewards.redis_server import EmbeddedRedis, redis_url_for_socket, start_embedded
 from rewards.runtime import Runtime, open_runtime
@@ -47,8 +50,16 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("rewards-data")
 
 
+def on_cluster() -> bool:
+    return bool(os.environ.get("REWARDS_TEST_REDIS_CLUSTER"))
+
+
 @pytest.fixture(scope="session")
 def redis_url(data_dir: Path) -> Iterator[str]:
+    if on_cluster():
+        with local_cluster() as url:
+            yield url
+        return
     if os.environ.get("REWARDS_REDIS_URL"):
         yield os.environ["REWARDS_REDIS_URL"]
         return
@@ -60,11 +71,28 @@ def redis_url(data_dir: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def settings(data_dir: Path, redis_url: str) -> Settings:
+def queue_redis_url(data_dir: Path) -> Iterator[str | None]:
+    """The job queue's own Redis: only on a cluster, where arq cannot run."""
+    if not on_cluster():
+        yield None
+        return
+    if os.environ.get("REWARDS_QUEUE_REDIS_URL"):
+        yield os.environ["REWARDS_QUEUE_REDIS_URL"]
+        return
+    embedded = start_embedded(data_dir)
+    try:
+        yield redis_url_for_socket(embedded.socket_path)
+    finally:
+        embedded.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(data_dir: Path, redis_url: str, queue_redis_url: str | None) -> Settings:
     return Settings(
         data_dir=data_dir,
         database_url=os.environ.get("REWARDS_DATABASE_URL"),
         redis_url=redis_url,
+        queue_redis_url=queue_redis_url,
         redis_prefix=f"rwtest-{uuid.uuid4().hex[:8]}",
         platform_key=PLATFORM_KEY,
         auth_cache_seconds=0,

@@ -129,7 +129,7 @@ def build_worker(rt: Runtime, *, handle_signals: bool, burst: bool = False) -> W
     return LeasedWorker(
         functions=[counted(func(f)) for f in FUNCTIONS],
         cron_jobs=[counted(c) for c in cron_jobs(rt.settings.redis_prefix)],
-        redis_settings=arq_settings(rt.redis_url),
+        redis_settings=arq_settings(rt.queue_url),
         queue_name=queue_name(rt.settings),
         ctx={"runtime": rt},
         handle_signals=handle_signals,

@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
+
+from rewards.redis_client import RedisClient
 
 log = logging.getLogger("rewards.gifq.limiter")
 
@@ -96,13 +97,13 @@ class GifqRateLimiter:
     slot; ``try_acquire`` only asks (for tests and callers that would rather defer)."""
 
     def __init__(
-        self, redis: Redis, *, key: str, rate: RateLimit = RateLimit(), lane: Lane = Lane.READ
+        self, redis: RedisClient, *, key: str, rate: RateLimit = RateLimit(), lane: Lane = Lane.READ
     ) -> None:
         self._redis = redis
         self._key = key
         self._rate = rate
         self.lane = lane
-        self._script = redis.register_script(_SCRIPT)
+        self._script = redis.register_script(_SCRIPT)  # type: ignore[misc]  # typed for Redis only
 
     def with_lane(self, lane: Lane) -> GifqRateLimiter:
         return GifqRateLimiter(self._redis, key=self._key, rate=self._rate, lane=lane)

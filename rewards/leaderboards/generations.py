@@ -14,7 +14,6 @@ import logging
 import uuid
 from datetime import datetime
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -22,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from rewards.db.leaderboard_models import LeaderboardGeneration
 from rewards.db.models import Program
 from rewards.leaderboards.keys import ProgramKeys
+from rewards.redis_client import RedisClient
 
 GENERATIONS = LeaderboardGeneration
 log = logging.getLogger("rewards.leaderboards")
@@ -47,7 +47,7 @@ async def record_generation(
 
 
 async def start_generation(
-    session: AsyncSession, redis: Redis, keys: ProgramKeys, program_id: str, *, now: datetime
+    session: AsyncSession, redis: RedisClient, keys: ProgramKeys, program_id: str, *, now: datetime
 ) -> None:
     """A new program's (empty) boards are complete: give them a generation in Redis, and
     in ``session``'s transaction. If that transaction rolls back, the marker is a stray key

@@ -38,7 +38,12 @@ async def stale_programs(rt: Runtime, program_ids: list[str] | None = None) -> l
     if not wanted:
         return []
     programs = list(wanted)
-    found = await rt.redis.mget([program_keys(rt, p).generation for p in programs])
+    # One GET per program in one pipeline, not an MGET: each program's marker sits in its
+    # own slot, and a cluster pipeline sends each GET to the node that holds it.
+    async with rt.redis.pipeline(transaction=False) as pipe:
+        for program_id in programs:
+            pipe.get(program_keys(rt, program_id).generation)
+        found = await pipe.execute()
     return [
         program_id
         for program_id, marker in zip(programs, found, strict=True)

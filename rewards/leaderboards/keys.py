@@ -1,7 +1,10 @@
 """Every Redis key the leaderboards use, and how long each lives. Nothing else builds one.
 
-All keys sit under ``rt.key("lb", <program>)``, so programs never share a key and
-one Redis can host several installations (``REWARDS_REDIS_PREFIX``):
+All keys sit under ``{<prefix>:<program>}:lb``, so programs never share a key and
+one Redis can host several installations (``REWARDS_REDIS_PREFIX``). The braces are a
+Redis Cluster hash tag: only ``<prefix>:<program>`` picks the slot, so every key of a
+program (its scripts touch several at once) lives in one slot, and programs spread
+over the cluster. On one server the braces are just characters.
 
 ``…:b:<period>:<board>``  sorted set: the board. Member user id, score from
                            ``engine.boards.encode_score`` (lower ranks higher).
@@ -21,6 +24,11 @@ one Redis can host several installations (``REWARDS_REDIS_PREFIX``):
 
 ``<period>`` is ``all``, a week id (``2026-W12``) or a month id (``2026-03``);
 ``<board>`` is ``global`` or ``<cohort>:<value>``.
+
+Keys from before the hash tag (``<prefix>:lb:<program>:…``) are no longer read: after
+an upgrade the generation marker is missing under the new names, so the worker's
+healing rebuilds every program's boards from the database (``healing``) within a
+minute. The old keys are left as they were (delete ``<prefix>:lb:*`` when convenient).
 """
 
 from __future__ import annotations
@@ -87,10 +95,10 @@ class ProgramKeys:
 
 
 def program_keys(rt: Runtime, program_id: str) -> ProgramKeys:
-    return ProgramKeys(rt.key("lb", program_id))
+    return program_keys_under(rt.settings.redis_prefix, program_id)
 
 
 def program_keys_under(prefix: str, program_id: str) -> ProgramKeys:
     """The same keys for a process without a runtime (benchmarks, tooling): ``prefix`` is
     the installation's ``redis_prefix``."""
-    return ProgramKeys(":".join((prefix, "lb", program_id)))
+    return ProgramKeys(f"{{{prefix}:{program_id}}}:lb")

@@ -32,7 +32,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
-from redis.asyncio import Redis
 from sqlalchemy import (
     BigInteger,
     DateTime,
@@ -67,6 +66,7 @@ from rewards.leaderboards.keys import (
 )
 from rewards.leaderboards.outbox import seconds_to_keep
 from rewards.program_context import program_context
+from rewards.redis_client import RedisClient
 from rewards.runtime import Runtime
 
 ZADD_CHUNK = 1000  # members per ZADD
@@ -108,7 +108,7 @@ class ScratchWriter:
     """Buffers a rebuild's board members and sends them to scratch keys in bulk (each
     scratch key expires after ``SCRATCH_TTL`` unless the swap takes it first)."""
 
-    def __init__(self, redis: Redis, scratch: ProgramKeys) -> None:
+    def __init__(self, redis: RedisClient, scratch: ProgramKeys) -> None:
         self.redis = redis
         self.scratch = scratch
         self.buffers: dict[str, list[str]] = {}
@@ -334,7 +334,10 @@ async def rebuild(
 
 
 async def _write_directory(
-    redis: Redis, scratch: ProgramKeys, people: dict[str, tuple[str | None, bool]], seen: set[str]
+    redis: RedisClient,
+    scratch: ProgramKeys,
+    people: dict[str, tuple[str | None, bool]],
+    seen: set[str],
 ) -> None:
     """Names of everyone on a board, and who is hidden, into scratch keys."""
     ttl = int(SCRATCH_TTL.total_seconds())

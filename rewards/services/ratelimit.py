@@ -20,8 +20,9 @@ import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
+
+from rewards.redis_client import RedisClient
 
 log = logging.getLogger("rewards.ratelimit")
 
@@ -94,22 +95,22 @@ async def _or_allow(decide: Callable[[], Awaitable[Verdict]], key: str) -> Verdi
         return Verdict(True)
 
 
-async def take(redis: Redis, key: str, rate: Rate, *, cost: int = 1) -> Verdict:
+async def take(redis: RedisClient, key: str, rate: Rate, *, cost: int = 1) -> Verdict:
     """Take ``cost`` tokens from the bucket at ``key``, or say how long until there are."""
 
     async def decide() -> Verdict:
-        script = redis.register_script(TOKEN_BUCKET)
+        script = redis.register_script(TOKEN_BUCKET)  # type: ignore[misc]  # typed for Redis; RedisCluster has it
         allowed, wait = await script(keys=[key], args=[rate.per_second, rate.burst, cost])
         return Verdict(True) if int(allowed) else Verdict(False, _seconds(float(wait)))
 
     return await _or_allow(decide, key)
 
 
-async def failures_exceeded(redis: Redis, key: str, *, limit: int) -> Verdict:
+async def failures_exceeded(redis: RedisClient, key: str, *, limit: int) -> Verdict:
     """Refused when the window at ``key`` has already seen ``limit`` failures."""
 
     async def decide() -> Verdict:
-        count, ms_left = await redis.register_script(READ_FAILURES)(keys=[key])
+        count, ms_left = await redis.register_script(READ_FAILURES)(keys=[key])  # type: ignore[misc]
         if int(count) < limit:
             return Verdict(True)
         return Verdict(False, _seconds(int(ms_left) / 1000))
@@ -117,11 +118,13 @@ async def failures_exceeded(redis: Redis, key: str, *, limit: int) -> Verdict:
     return await _or_allow(decide, key)
 
 
-async def count_failure(redis: Redis, key: str, *, limit: int, window_seconds: int) -> Verdict:
+async def count_failure(
+    redis: RedisClient, key: str, *, limit: int, window_seconds: int
+) -> Verdict:
     """Count one failure; refused when it is past ``limit`` in the window."""
 
     async def decide() -> Verdict:
-        script = redis.register_script(COUNT_FAILURE)
+        script = redis.register_script(COUNT_FAILURE)  # type: ignore[misc]
         count, ms_left = await script(keys=[key], args=[window_seconds])
         if int(count) <= limit:
             return Verdict(True)

@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from rewards.db.reward_models import GifqWebhookEvent
 from rewards.gifq.limiter import GifqRateLimiter, Lane, RateLimit, limiter_key
+from rewards.redis_client import connect as redis_client
 from rewards.runtime import Runtime
 from rewards.services.fulfilment import fulfil
 from tests.integration.test_fulfilment import (
@@ -229,7 +230,7 @@ async def test_the_limiter_grants_ten_per_window_and_keeps_a_reserve_for_creatio
 async def test_every_process_shares_one_window_per_token(runtime: Runtime) -> None:
     """Two clients (as two processes would) acquiring concurrently: Redis recorded at most
     ten grants in any window, on its own clock."""
-    other = Redis.from_url(runtime.redis_url)
+    other = redis_client(runtime.redis_url)
     try:
         first = limiter(runtime, Lane.CREATE)
         second = GifqRateLimiter(other, key=first._key, rate=RateLimit(), lane=Lane.CREATE)

@@ -172,3 +172,26 @@ async def test_a_program_created_while_redis_is_down_gets_its_marker_from_the_he
     assert await healing.stale_programs(runtime, [program_id]) == [program_id]
     await healing.heal(runtime, [program_id])
     assert await healing.stale_programs(runtime, [program_id]) == []
+
+
+async def test_an_upgrade_from_keys_without_hash_tags_heals_itself(
+    program: ProgramClient, clock: Clock, runtime: Runtime
+) -> None:
+    """Boards written before the keys carried a hash tag (``<prefix>:lb:<program>:…``) are
+    not read any more: the marker is missing under the new names, so the heal rebuilds
+    them from the database, and reads are as before."""
+    await setup(program, clock)
+    before = await reads(program)
+    keys = program_keys(runtime, program.id)
+    old_base = f"{runtime.settings.redis_prefix}:lb:{program.id}"
+    # Move every key to its old name, one key at a time (a cluster cannot RENAME across slots).
+    async for key in runtime.redis.scan_iter(match=keys.pattern):
+        old = old_base + key.decode().removeprefix(keys.base)
+        await runtime.redis.restore(old, 0, await runtime.redis.dump(key), replace=True)
+        await runtime.redis.unlink(key)
+    assert await healing.stale_programs(runtime, [program.id]) == [program.id]
+    assert all(body["rebuilding"] is True for body in (await reads(program)).values())
+    await healing.heal(runtime, [program.id])
+    assert await reads(program) == before
+    async for old in runtime.redis.scan_iter(match=f"{old_base}:*"):
+        await runtime.redis.unlink(old)

@@ -442,6 +442,8 @@ async def test_the_cli_rebuilds_with_a_progress_bar(
     await wipe(runtime, lb.id)
     monkeypatch.setenv("REWARDS_DATABASE_URL", runtime.settings.effective_database_url)
     monkeypatch.setenv("REWARDS_REDIS_URL", runtime.redis_url)
+    if runtime.settings.queue_redis_url:  # on a Redis Cluster
+        monkeypatch.setenv("REWARDS_QUEUE_REDIS_URL", runtime.settings.queue_redis_url)
     monkeypatch.setenv("REWARDS_REDIS_PREFIX", runtime.settings.redis_prefix)
     result = await asyncio.to_thread(
         CliRunner().invoke, app, ["leaderboards", "rebuild", "--program", lb.id]
