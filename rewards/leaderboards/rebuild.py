@@ -472,11 +472,11 @@ async def _bulk_postgres(
     ttl = int(SCRATCH_TTL.total_seconds())
     result = await connection.stream(text(_BULK_SQL).execution_options(yield_per=200), params)
     first = True
+    merged = _Merger(ttl)
     async for rows in result.partitions():
         if first:
             report.timings["aggregate and score (PostgreSQL)"] = time.perf_counter() - mark
             mark, first = time.perf_counter(), False
-        commands = []
         for period_id, board, hidden, members, entries, postings in rows:
             report.postings += postings
             if progress is not None and postings:
@@ -490,13 +490,13 @@ async def _bulk_postgres(
                 if hidden
                 else writer.scratch.board(period_id, board)
             )
-            for part in _parts(members, entries):
-                commands.append(("EVALSHA", scripts.BULK_ZADD.sha, 1, key, ttl, part))
+            merged.add(key, members, entries)
         await writer.wait()
-        if commands:
-            writer.sending = asyncio.create_task(writer._execute(commands))
+        if merged.commands:
+            writer.sending = asyncio.create_task(writer._execute(merged.take()))
         await lock.renew()
     await writer.wait()
+    await writer._execute(merged.take(everything=True))
     directory = await connection.execute(text(_DIRECTORY_SQL), params)
     async with writer.redis.pipeline(transaction=False) as pipe:
         for names, hidden in directory:
@@ -509,6 +509,44 @@ async def _bulk_postgres(
         pipe.expire(writer.scratch.hidden, ttl)
         await pipe.execute()
     report.timings["write to Redis"] = time.perf_counter() - mark
+
+
+class _Merger:
+    """Joins the database's payloads for one key into ``BULK_ZADD`` calls of up to
+    ``LUA_UNPACK`` members: a small board's members come in many small buckets, and on a
+    busy Redis each call costs more than its members."""
+
+    def __init__(self, ttl: int) -> None:
+        self.ttl = ttl
+        self.pending: dict[str, tuple[list[str], int]] = {}
+        self.commands: list[tuple[Any, ...]] = []
+
+    def add(self, key: str, members: str, entries: int) -> None:
+        if entries > LUA_UNPACK:
+            for part in _parts(members, entries):
+                self._command(key, part)
+            return
+        parts, count = self.pending.get(key, ([], 0))
+        if count + entries > LUA_UNPACK:
+            self._flush(key, parts)
+            parts, count = [], 0
+        parts.append(members[1:-1])  # without its brackets
+        self.pending[key] = (parts, count + entries)
+
+    def take(self, *, everything: bool = False) -> list[tuple[Any, ...]]:
+        if everything:
+            for key, (parts, _) in self.pending.items():
+                self._flush(key, parts)
+            self.pending.clear()
+        commands, self.commands = self.commands, []
+        return commands
+
+    def _flush(self, key: str, parts: list[str]) -> None:
+        if parts:
+            self._command(key, "[" + ",".join(parts) + "]")
+
+    def _command(self, key: str, payload: str | bytes) -> None:
+        self.commands.append(("EVALSHA", scripts.BULK_ZADD.sha, 1, key, self.ttl, payload))
 
 
 def _parts(members: str, entries: int) -> list[str | bytes]:
