@@ -58,6 +58,12 @@ def _stat(pid: int) -> tuple[int, float] | None:
     return int(fields[1]), (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds used so far by one process (0 once it is gone)."""
+    found = _stat(pid)
+    return found[1] if found else 0.0
+
+
 def server_cpu(port: int) -> float:
     """CPU seconds used so far by the ``rewards serve --port <port>`` process and its
     descendants (the API worker processes)."""
