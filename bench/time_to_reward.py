@@ -38,6 +38,7 @@ import json
 import math
 import os
 import statistics
+import subprocess
 import tempfile
 import time
 import uuid
@@ -60,6 +61,7 @@ from redis.asyncio import Redis
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bench.common import create_program, server, worker
+from bench.http_load import process_cpu, server_cpu
 from bench.loadgen import Connection, Run
 from sandbox.app import create_app
 from sandbox.config import default_config
@@ -359,15 +361,30 @@ async def main(args: argparse.Namespace) -> None:
                     beside: AbstractContextManager[object] = (
                         worker(data_dir=data_dir) if separate else nullcontext()
                     )
-                    with beside:
-                        await measure(args, base=base, gifq=gifq, tracker=tracker, backend=backend)
+                    with beside as process:
+                        pids = [process.pid] if isinstance(process, subprocess.Popen) else []
+                        await measure(
+                            args, base=base, gifq=gifq, tracker=tracker, backend=backend, pids=pids
+                        )
         finally:
             if redis_url is not None:
                 await delete_keys(redis_url, prefix)
 
 
+def engine_cpu(port: int, pids: list[int]) -> float:
+    """CPU seconds used so far by the engine: the server (with its children) and ``pids``
+    (the worker process). The GIFQ sandbox runs in this process and is not counted."""
+    return server_cpu(port) + sum(process_cpu(pid) for pid in pids)
+
+
 async def measure(
-    args: argparse.Namespace, *, base: str, gifq: Gifq, tracker: Tracker, backend: str
+    args: argparse.Namespace,
+    *,
+    base: str,
+    gifq: Gifq,
+    tracker: Tracker,
+    backend: str,
+    pids: list[int],
 ) -> None:
     program_id = f"ttr-{uuid.uuid4().hex[:6]}"
     key = create_program(base, program_id, RULES.format(campaign_id=gifq.campaign_id))
@@ -421,9 +438,17 @@ async def measure(
 
     try:
         await drive(range(args.warmup))
+        cpu = engine_cpu(int(port), pids)
         measured = await drive(range(args.warmup, total))
+        # Rewards still in flight at the end are a few out of hundreds: counted as done.
+        cpu = engine_cpu(int(port), pids) - cpu
         for line in report(measured):
             print(line)
+        print(
+            f"engine CPU (API process{' and worker' if pids else ''}, /proc utime+stime): "
+            f"{1000 * cpu / max(1, len(measured)):.1f} ms per reward "
+            f"(load average {', '.join(f'{x:.2f}' for x in os.getloadavg())})"
+        )
         await sanity(base, headers, f"u{total - 1}")
         if tracker.unexpected:
             print(f"warning: {tracker.unexpected} orders GIFQ accepted matched no event")

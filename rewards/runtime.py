@@ -75,6 +75,9 @@ class Runtime:
     program_settings: dict[str, tuple[float, dict[str, Any] | None]] = field(default_factory=dict)
     # Key sets that sign employee tokens, by URL; see rewards.services.tokens
     jwks: JwksCache = field(default_factory=JwksCache)
+    # GIFQ connection pools (httpx clients) by (base URL, token digest), shared by every
+    # job of this process; see rewards.services.fulfilment.GifqSettings.client
+    gifq_pools: dict[tuple[str, str], Any] = field(default_factory=dict)
 
     @cached_property
     def group_commit(self) -> GroupCommit:
@@ -100,6 +103,9 @@ class Runtime:
         return ":".join((self.settings.redis_prefix, *parts))
 
     async def close(self) -> None:
+        for pool in self.gifq_pools.values():
+            await pool.aclose()
+        self.gifq_pools.clear()
         queue = self.__dict__.get("queue")
         if queue is not None and queue.connection_pool is not getattr(
             self.redis, "connection_pool", None
