@@ -23,7 +23,7 @@ multiplied. Each award's points are rounded to a whole point, halves up.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -200,11 +200,13 @@ def judge(
     now: datetime,
     lateness: IsoDuration,
     expires_at: datetime | None,
+    activation: Callable[[], Activation] | None = None,
 ) -> tuple[tuple[Award, ...], tuple[ChallengeClaim, ...]]:
     """The event's awards after its challenges, and the completions it claims.
 
     ``completions`` counts each occurrence's completions in the program so far,
-    ``user_completions`` this user's; ``expires_at`` is when bonus points lapse.
+    ``user_completions`` this user's; ``expires_at`` is when bonus points lapse;
+    ``activation`` builds the event's CEL variables (called only for a ``when``).
     """
     if challenges is None or is_late(event, now=now, lateness=lateness):
         return tuple(awards), ()
@@ -212,7 +214,7 @@ def judge(
     if not candidates:
         return tuple(awards), ()
     earns = any(award.points > 0 for award in awards)
-    activation: Activation | None = None
+    variables: Activation | None = None
     applied: list[tuple[Challenge, Occurrence, int | None]] = []
     for challenge in candidates:
         if challenge.bonus is None and not earns:
@@ -222,10 +224,13 @@ def judge(
             continue
         if challenge.when is not None:
             try:
-                activation = activation or Activation(
-                    {"event": event.activation(), "user": user.activation()}
-                )
-                if not challenge.when.test(activation):
+                if variables is None:
+                    variables = (
+                        activation()
+                        if activation is not None
+                        else Activation({"event": event.activation(), "user": user.activation()})
+                    )
+                if not challenge.when.test(variables):
                     continue
             except ExprError:
                 continue

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -12,6 +12,13 @@ from engine.facts import EventFacts, UserFacts
 from engine.periods import period_start
 from rules import ExprError, Rule, RuleSet
 from rules.expr import Activation
+
+
+class _FromRules:
+    """``decide``'s default expiry: computed from the rule set's ``points_expire_after``."""
+
+
+_FROM_RULES = _FromRules()
 
 
 def decide(
@@ -25,6 +32,8 @@ def decide(
     now: datetime,
     also_known: frozenset[str] = frozenset(),
     max_points: int | None = None,
+    expires_at: datetime | _FromRules | None = _FROM_RULES,
+    activation: Callable[[], Activation] | None = None,
 ) -> Decision:
     """Decide what ``event`` earns.
 
@@ -34,6 +43,9 @@ def decide(
     ``also_known`` names event types that something besides the rule set counts
     (challenges), so they are not rejected as unknown. ``max_points`` caps the points
     the rules give the event (before challenge multipliers): more is a rejection.
+    ``expires_at`` is when the event's points lapse (by default from the rule set's
+    ``points_expire_after``); ``activation`` builds the event's CEL variables, called
+    only when a rule needs them (by default from ``event`` and ``user``).
     """
 
     def reject(code: RejectCode, message: str, **where: str) -> Decision:
@@ -67,20 +79,23 @@ def decide(
             RejectCode.unknown_actor, f"unknown actor '{event.actor_id}'", pointer="/actor_id"
         )
 
-    expires_at = points_expiry(rules, event.occurred_at)
-    activation: Activation | None = None
+    if isinstance(expires_at, _FromRules):
+        expires_at = points_expiry(rules, event.occurred_at)
+    variables: Activation | None = None
     awards: list[Award] = []
     increments: dict[UsageKey, int] = {}
     for rule in candidates:
         try:
-            if rule.when is not None or not isinstance(rule.points, int):
+            if variables is None and (rule.when is not None or not isinstance(rule.points, int)):
                 # Converted for CEL once per event, and only when some rule needs it.
-                activation = activation or Activation(
-                    {"event": event.activation(), "user": user.activation()}
+                variables = (
+                    activation()
+                    if activation is not None
+                    else Activation({"event": event.activation(), "user": user.activation()})
                 )
-            if activation is not None and not rule.applies(activation):
+            if variables is not None and not rule.applies(variables):
                 continue
-            points = rule.points_for(activation or {})
+            points = rule.points_for(variables or {})
         except ExprError as exc:
             return reject(
                 RejectCode.rule_evaluation_error, f"rule '{rule.id}': {exc}", rule=rule.id
