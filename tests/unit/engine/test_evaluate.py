@@ -14,7 +14,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engine.challenges import SlotKey
+from engine.challenges import SlotKey, late_cutoff, slot_keys
+from engine.decide import usage_keys
 from engine.decision import RejectCode, UsageKey
 from engine.evaluate import (
     BatchState,
@@ -53,6 +54,14 @@ rules:
     event: peer.kudos
     points: 'event.attributes.points'
     peer: {{allowance: {{per: month, max: 300}}}}
+  - id: thanks
+    event: peer.thanks
+    points: 5
+    peer: {{allow_self: true}}
+events:
+  peer.thanks:
+    attributes:
+      note: string?
 streaks:
   - id: daily
     events: [lms.course_completed]
@@ -206,6 +215,35 @@ CASES = [
             (REJECTED, RejectCode.unknown_actor),
             (REJECTED, RejectCode.unknown_event_type),
             (APPLIED, 30),
+        ],
+    ),
+    Case(
+        "peer rules: a giver is needed, not oneself unless allowed; a failing points expression",
+        [
+            event("k1", "peer.kudos", user="ann", points=5),
+            event("k2", "peer.kudos", user="ann", actor="ann", points=5),
+            event("k3", "peer.kudos", user="ann", actor="bob"),
+            event("t1", "peer.thanks", user="ann", actor="ann"),
+        ],
+        [
+            (REJECTED, RejectCode.actor_required),
+            (REJECTED, RejectCode.self_award),
+            (REJECTED, RejectCode.rule_evaluation_error),
+            (APPLIED, 5),
+        ],
+        usage={},
+    ),
+    Case(
+        "an event from the future and one with undeclared attributes are refused",
+        [
+            event("f1", at=NOW + timedelta(hours=1)),
+            event("a1", "peer.thanks", actor="bob", note=10),
+            event("a2", "peer.thanks", actor="bob", note="ten"),
+        ],
+        [
+            (REJECTED, RejectCode.occurred_in_future),
+            (REJECTED, RejectCode.invalid_attributes),
+            (APPLIED, 5),
         ],
     ),
     Case(
@@ -450,6 +488,14 @@ CROSSED = [
         [([], [], []), ([100], [100], [(100, 280)]), ([300], [], [(299, 300)])],
     ),
     Crossed(
+        "behind a backlog, an event's crossings and owed levels merge into one range",
+        Standing(80, 80),
+        [250],
+        True,
+        2,
+        [([100, 200], [], [(99, 330)])],
+    ),
+    Crossed(
         "a user with a backlog queues every crossing behind it",
         Standing(80, 80),
         [30],
@@ -552,3 +598,84 @@ def test_expiry_is_memoised_per_day_and_equals_the_duration(
 )
 def test_user_zone(timezone: str | None, expected: ZoneInfo) -> None:
     assert user_zone(timezone, LONDON) == expected
+
+
+def test_prefetch_keys_cover_every_counter_the_batch_uses() -> None:
+    """``usage_keys`` and ``slot_keys`` (what the services read up front) name every
+    counter ``evaluate`` moves."""
+    events = [
+        event("d1", "crm.deal_closed", amount=1500),
+        event("k1", "peer.kudos", user="ann", actor="bob", points=5),
+        event("c1", first=True),
+        event("late", at=NOW - timedelta(days=30)),
+    ]
+    decided = evaluate(RULES, CHALLENGES, BatchState(users=USERS), events, now=NOW, tz=LONDON)
+    wanted = set().union(*(usage_keys(RULES, e, LONDON) for e in events))
+    assert set(decided.usage) <= wanted and CAP_TODAY in wanted and ALLOWANCE in wanted
+    slots = set().union(
+        *(
+            slot_keys(CHALLENGES, e, tz=LONDON, now=NOW, lateness=RULES.lateness_window)
+            for e in events
+        )
+    )
+    claimed = {
+        SlotKey(claim.challenge, claim.window_start)
+        for item in decided.applied
+        if item.decision is not None
+        for claim in item.decision.claims
+    }
+    assert claimed == slots == {DOUBLE, WELCOME}
+    assert slot_keys(None, events[0], tz=LONDON, now=NOW, lateness=RULES.lateness_window) == set()
+
+
+def test_a_lateness_window_past_the_calendar_makes_nothing_late() -> None:
+    assert late_cutoff(NOW, IsoDuration(years=9999)) == datetime.min.replace(tzinfo=UTC)
+
+
+def test_results_as_data() -> None:
+    """What an event's result shows: awards, streaks and a rejection, as plain data."""
+    decided = evaluate(
+        RULES,
+        CHALLENGES,
+        BatchState(users=USERS),
+        [event("c1", first=True), event("k1", "peer.kudos", user="ann", points=5)],
+        now=NOW,
+        tz=LONDON,
+    )
+    applied, refused = decided.outcomes
+    assert applied.decision is not None and refused.decision is not None
+    assert [award.to_dict() for award in applied.decision.awards] == [
+        {
+            "rule": "course",
+            "points": 60,
+            "base_points": 30,
+            "multiplier": "2",
+            "challenge": "double",
+            "challenges": ["double"],
+        },
+        {
+            "rule": "challenge:welcome",
+            "points": 7,
+            "base_points": 7,
+            "multiplier": "1",
+            "challenge": "welcome",
+            "challenges": ["welcome"],
+            "bonus": True,
+        },
+    ]
+    assert [streak.to_dict() for streak in applied.decision.streaks] == [
+        {
+            "streak_type": "daily",
+            "period_start": "2026-03-27",
+            "counted": True,
+            "current_streak": 1,
+            "longest_streak": 1,
+            "milestones": [],
+        }
+    ]
+    assert refused.decision.rejection is not None
+    assert refused.decision.rejection.to_dict() == {
+        "code": "actor_required",
+        "message": "rule 'kudos' awards peer points and needs actor_id (the giver)",
+        "details": [{"pointer": "/actor_id", "rule": "kudos"}],
+    }
