@@ -33,7 +33,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from engine.challenges import SlotKey, judge, late_cutoff
-from engine.decide import decide
+from engine.decide import Lookups, decide, usage_keys
 from engine.decision import Decision, RejectCode, Rejection, StreakProgress, UsageKey
 from engine.facts import EventFacts, UserFacts
 from engine.streaks import Pause, progress, qualifying
@@ -221,6 +221,18 @@ def evaluate(
     )
 
 
+def limit_counters(
+    rules: RuleSet, events: Sequence[EventFacts], *, tz: ZoneInfo, now: datetime
+) -> set[UsageKey]:
+    """Every cap and allowance counter ``evaluate`` may read for ``events``: what the
+    services fetch before calling it."""
+    lookups = Lookups(rules, tz=tz, now=now)
+    keys: set[UsageKey] = set()
+    for event in events:
+        keys |= usage_keys(rules, event, tz, lookups=lookups)
+    return keys
+
+
 def _without_rules(state: BatchState, events: Sequence[EventFacts]) -> BatchDecision:
     missing = Rejection(
         RejectCode.no_rules, "the program has no rule set yet; PUT /v1/programs/current/rules"
@@ -254,6 +266,7 @@ class _Batch:
         self.expiry = ExpiryMemo(rules.points_expire_after)
         self.cutoff = late_cutoff(now, rules.lateness_window)
         self.activations = _UserActivations()
+        self.lookups = Lookups(rules, tz=tz, now=now)
         self.usage: dict[UsageKey, int] = dict(state.usage)
         self.increments: dict[UsageKey, int] = {}
         self.completions: dict[SlotKey, int] = dict(state.completions)
@@ -282,6 +295,7 @@ class _Batch:
             max_points=max_points,
             expires_at=self.expiry(event.occurred_at),
             activation=activation,
+            lookups=self.lookups,
         )
         if not decision.applied:
             return EventOutcome(event, Status.rejected, decision)

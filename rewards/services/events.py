@@ -34,7 +34,6 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.budgets import budget_month
-from engine.decide import usage_keys
 from engine.decision import UsageKey
 from engine.evaluate import (
     MAX_POINTS_TOTAL,
@@ -44,6 +43,7 @@ from engine.evaluate import (
     ExpiryMemo,
     Standing,
     Status,
+    limit_counters,
 )
 from engine.evaluate import evaluate as decide_batch
 from engine.facts import EventFacts
@@ -299,8 +299,7 @@ async def prefetch(
         uid: user_facts(row, bands=rules.tenure_bands, today=today) for uid, row in users.items()
     }
     pending = [fact for fact in facts if fact.id not in stored]
-    wanted: set[UsageKey] = set().union(*(usage_keys(rules, fact, tz) for fact in pending))
-    usage = await load_usage(connection, program_id, wanted)
+    usage = await load_usage(connection, program_id, limit_counters(rules, pending, tz=tz, now=now))
     # Challenge counters (locked after the users) and streak periods the batch may need.
     challenge_book = await challenge_service.load_book(
         connection,

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from engine.challenges import SlotKey, late_cutoff, slot_keys
-from engine.decide import usage_keys
+from engine.decide import allowance_key, cap_key, usage_keys
 from engine.decision import RejectCode, UsageKey
 from engine.evaluate import (
     BatchState,
@@ -23,6 +23,7 @@ from engine.evaluate import (
     Standing,
     Status,
     evaluate,
+    limit_counters,
     user_zone,
 )
 from engine.facts import EventFacts, UserFacts
@@ -610,7 +611,8 @@ def test_prefetch_keys_cover_every_counter_the_batch_uses() -> None:
         event("late", at=NOW - timedelta(days=30)),
     ]
     decided = evaluate(RULES, CHALLENGES, BatchState(users=USERS), events, now=NOW, tz=LONDON)
-    wanted = set().union(*(usage_keys(RULES, e, LONDON) for e in events))
+    wanted = limit_counters(RULES, events, tz=LONDON, now=NOW)
+    assert wanted == set().union(*(usage_keys(RULES, e, LONDON) for e in events))
     assert set(decided.usage) <= wanted and CAP_TODAY in wanted and ALLOWANCE in wanted
     slots = set().union(
         *(
@@ -679,3 +681,20 @@ def test_results_as_data() -> None:
         "message": "rule 'kudos' awards peer points and needs actor_id (the giver)",
         "details": [{"pointer": "/actor_id", "rule": "kudos"}],
     }
+
+
+@pytest.mark.parametrize(
+    ("rule", "fact", "cap", "allowance"),
+    [
+        ("deal", event("d1", "crm.deal_closed", amount=1500), CAP_TODAY, None),
+        ("kudos", event("k1", "peer.kudos", actor="bob", points=5), None, ALLOWANCE),
+        ("kudos", event("k2", "peer.kudos", points=5), None, None),  # no giver, no allowance
+        ("course", event("c1"), None, None),
+    ],
+)
+def test_the_counters_a_rule_counts_against(
+    rule: str, fact: EventFacts, cap: UsageKey | None, allowance: UsageKey | None
+) -> None:
+    [found] = [r for r in RULES.rules if r.id == rule]
+    assert cap_key(found, fact, LONDON) == cap
+    assert allowance_key(found, fact, LONDON) == allowance
