@@ -24,7 +24,7 @@ multiplied. Each award's points are rounded to a whole point, halves up.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
@@ -270,13 +270,18 @@ def _boost(
     if boosting:
         factor = combined_multiplier((c.multiplier for c in boosting if c.multiplier), cap)
         ids = tuple(challenge.id for challenge in boosting)
+        text = multiplier_text(factor)
         result = [
-            replace(
-                award,
+            Award(
+                rule=award.rule,
                 points=multiplied(award.points, factor),
-                multiplier=multiplier_text(factor),
+                base_points=award.base_points,
+                multiplier=text,
                 challenge=ids[0],
+                capped=award.capped,
+                expires_at=award.expires_at,
                 challenges=ids,
+                bonus=award.bonus,
             )
             for award in awards
         ]

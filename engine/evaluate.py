@@ -140,24 +140,29 @@ class ExpiryMemo:
 
     def __init__(self, after: IsoDuration | None) -> None:
         self._after = after
-        self._days: dict[date, datetime] = {}
+        # UTC day -> (its midnight, that midnight shifted; None past the calendar's end)
+        self._days: dict[date, tuple[datetime, datetime | None]] = {}
 
     def __call__(self, instant: datetime) -> datetime | None:
         if self._after is None:
             return None
         utc = instant.astimezone(UTC)
         day = utc.date()
-        base = self._days.get(day)
+        found = self._days.get(day)
+        if found is None:
+            midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            shifted = self._after.add_to(midnight)
+            found = self._days[day] = (midnight, None if shifted == _END else shifted)
+        midnight, base = found
         if base is None:
-            base = self._days[day] = self._after.add_to(
-                datetime(day.year, day.month, day.day, tzinfo=UTC)
-            )
-        if base.replace(tzinfo=None) == datetime.max:
-            return base
+            return _END
         try:
-            return base + (utc - datetime(day.year, day.month, day.day, tzinfo=UTC))
+            return base + (utc - midnight)
         except OverflowError:
-            return datetime.max.replace(tzinfo=UTC)
+            return _END
+
+
+_END = datetime.max.replace(tzinfo=UTC)
 
 
 class _UserActivations:
@@ -283,6 +288,7 @@ class _Batch:
         users = self.state.users
         user = users.get(event.user_id)
         activation = self.activations.lazy(event, user) if user is not None else None
+        expires_at = self.expiry(event.occurred_at)
         decision = decide(
             rules=self.rules,
             event=event,
@@ -293,7 +299,7 @@ class _Batch:
             now=self.now,
             also_known=self.also_known,
             max_points=max_points,
-            expires_at=self.expiry(event.occurred_at),
+            expires_at=expires_at,
             activation=activation,
             lookups=self.lookups,
         )
@@ -301,7 +307,10 @@ class _Batch:
             return EventOutcome(event, Status.rejected, decision)
         assert user is not None and activation is not None
         decision = self._streaks(
-            self._challenges(decision, event, user, activation), event, user, activation
+            self._challenges(decision, event, user, activation, expires_at),
+            event,
+            user,
+            activation,
         )
         gained = decision.points
         balance, lifetime = self._standing(user.id)
@@ -353,6 +362,7 @@ class _Batch:
         event: EventFacts,
         user: UserFacts,
         activation: Callable[[], Activation],
+        expires_at: datetime | None,
     ) -> Decision:
         if self.challenges is None:
             return decision
@@ -366,10 +376,12 @@ class _Batch:
             tz=self.tz,
             now=self.now,
             lateness=self.rules.lateness_window,
-            expires_at=self.expiry(event.occurred_at),
+            expires_at=expires_at,
             activation=activation,
         )
-        return replace(decision, awards=awards, claims=claims) if claims else decision
+        if not claims:
+            return decision
+        return Decision(decision.event_id, awards, decision.usage, None, claims, decision.streaks)
 
     def _user_completions(self, user_id: str) -> dict[SlotKey, int]:
         mine = self.user_completions.get(user_id)
@@ -404,9 +416,26 @@ class _Batch:
             )
             latest = periods.get(moved.period_start)
             if latest is None or event.occurred_at > latest:
-                moved = replace(moved, last_event_at=event.occurred_at)
+                moved = StreakProgress(
+                    moved.streak,
+                    moved.period_start,
+                    moved.counted,
+                    moved.current,
+                    moved.longest,
+                    moved.bonuses,
+                    event.occurred_at,
+                )
             found.append(moved)
-        return replace(decision, streaks=tuple(found)) if found else decision
+        if not found:
+            return decision
+        return Decision(
+            decision.event_id,
+            decision.awards,
+            decision.usage,
+            None,
+            decision.claims,
+            tuple(found),
+        )
 
     def _streak_history(self, key: StreakKey) -> tuple[dict[date, datetime], set[tuple[date, int]]]:
         periods = self.periods.get(key)
