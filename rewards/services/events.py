@@ -294,10 +294,8 @@ async def prefetch(
     stored: dict[str, Result] = {event_id: outcome for event_id, outcome in found}
     if rules is None:
         return BatchState(stored=stored), users
-    today = now.astimezone(tz).date()
-    directory = {
-        uid: user_facts(row, bands=rules.tenure_bands, today=today) for uid, row in users.items()
-    }
+    today, bands = now.astimezone(tz).date(), rules.tenure_bands  # a property: read once
+    directory = {uid: user_facts(row, bands=bands, today=today) for uid, row in users.items()}
     pending = [fact for fact in facts if fact.id not in stored]
     usage = await load_usage(connection, program_id, limit_counters(rules, pending, tz=tz, now=now))
     # Challenge counters (locked after the users) and streak periods the batch may need.
