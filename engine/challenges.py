@@ -23,8 +23,8 @@ multiplied. Each award's points are rounded to a whole point, halves up.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
@@ -200,11 +200,13 @@ def judge(
     now: datetime,
     lateness: IsoDuration,
     expires_at: datetime | None,
+    activation: Callable[[], Activation] | None = None,
 ) -> tuple[tuple[Award, ...], tuple[ChallengeClaim, ...]]:
     """The event's awards after its challenges, and the completions it claims.
 
     ``completions`` counts each occurrence's completions in the program so far,
-    ``user_completions`` this user's; ``expires_at`` is when bonus points lapse.
+    ``user_completions`` this user's; ``expires_at`` is when bonus points lapse;
+    ``activation`` builds the event's CEL variables (called only for a ``when``).
     """
     if challenges is None or is_late(event, now=now, lateness=lateness):
         return tuple(awards), ()
@@ -212,7 +214,7 @@ def judge(
     if not candidates:
         return tuple(awards), ()
     earns = any(award.points > 0 for award in awards)
-    activation: Activation | None = None
+    variables: Activation | None = None
     applied: list[tuple[Challenge, Occurrence, int | None]] = []
     for challenge in candidates:
         if challenge.bonus is None and not earns:
@@ -222,10 +224,13 @@ def judge(
             continue
         if challenge.when is not None:
             try:
-                activation = activation or Activation(
-                    {"event": event.activation(), "user": user.activation()}
-                )
-                if not challenge.when.test(activation):
+                if variables is None:
+                    variables = (
+                        activation()
+                        if activation is not None
+                        else Activation({"event": event.activation(), "user": user.activation()})
+                    )
+                if not challenge.when.test(variables):
                     continue
             except ExprError:
                 continue
@@ -265,13 +270,18 @@ def _boost(
     if boosting:
         factor = combined_multiplier((c.multiplier for c in boosting if c.multiplier), cap)
         ids = tuple(challenge.id for challenge in boosting)
+        text = multiplier_text(factor)
         result = [
-            replace(
-                award,
+            Award(
+                rule=award.rule,
                 points=multiplied(award.points, factor),
-                multiplier=multiplier_text(factor),
+                base_points=award.base_points,
+                multiplier=text,
                 challenge=ids[0],
+                capped=award.capped,
+                expires_at=award.expires_at,
                 challenges=ids,
+                bonus=award.bonus,
             )
             for award in awards
         ]

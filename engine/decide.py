@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Callable, Mapping
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from engine.decision import Award, Decision, RejectCode, Rejection, UsageKey
@@ -12,6 +12,39 @@ from engine.facts import EventFacts, UserFacts
 from engine.periods import period_start
 from rules import ExprError, Rule, RuleSet
 from rules.expr import Activation
+
+
+class Lookups:
+    """What every event of a batch would otherwise recompute, memoised for the batch: the
+    rules per event type, the latest ``occurred_at`` accepted, and period starts."""
+
+    __slots__ = ("_rules", "_starts", "latest", "rules", "tz")
+
+    def __init__(self, rules: RuleSet, *, tz: ZoneInfo, now: datetime) -> None:
+        self.rules, self.tz = rules, tz
+        self.latest = rules.max_future_skew.add_to(now)
+        self._rules: dict[str, tuple[Rule, ...]] = {}
+        self._starts: dict[tuple[str, datetime], date] = {}
+
+    def rules_for(self, event_type: str) -> tuple[Rule, ...]:
+        found = self._rules.get(event_type)
+        if found is None:
+            found = self._rules[event_type] = self.rules.rules_for(event_type)
+        return found
+
+    def period_start(self, per: str, instant: datetime) -> date:
+        key = (per, instant)
+        found = self._starts.get(key)
+        if found is None:
+            found = self._starts[key] = period_start(per, instant, self.tz)
+        return found
+
+
+class _FromRules:
+    """``decide``'s default expiry: computed from the rule set's ``points_expire_after``."""
+
+
+_FROM_RULES = _FromRules()
 
 
 def decide(
@@ -25,6 +58,9 @@ def decide(
     now: datetime,
     also_known: frozenset[str] = frozenset(),
     max_points: int | None = None,
+    expires_at: datetime | _FromRules | None = _FROM_RULES,
+    activation: Callable[[], Activation] | None = None,
+    lookups: Lookups | None = None,
 ) -> Decision:
     """Decide what ``event`` earns.
 
@@ -34,6 +70,10 @@ def decide(
     ``also_known`` names event types that something besides the rule set counts
     (challenges), so they are not rejected as unknown. ``max_points`` caps the points
     the rules give the event (before challenge multipliers): more is a rejection.
+    ``expires_at`` is when the event's points lapse (by default from the rule set's
+    ``points_expire_after``); ``activation`` builds the event's CEL variables, called
+    only when a rule needs them (by default from ``event`` and ``user``). ``lookups``
+    carries a batch's memos (built for this event when absent).
     """
 
     def reject(code: RejectCode, message: str, **where: str) -> Decision:
@@ -47,13 +87,14 @@ def decide(
         return reject(
             RejectCode.inactive_user, f"user '{event.user_id}' is deactivated", pointer="/user_id"
         )
-    if event.occurred_at > rules.max_future_skew.add_to(now):
+    found = lookups if lookups is not None else Lookups(rules, tz=tz, now=now)
+    if event.occurred_at > found.latest:
         return reject(
             RejectCode.occurred_in_future,
             f"occurred_at is more than {rules.max_future_skew} in the future",
             pointer="/occurred_at",
         )
-    candidates = rules.rules_for(event.type)
+    candidates = found.rules_for(event.type)
     if not candidates and event.type not in rules.event_types and event.type not in also_known:
         return reject(
             RejectCode.unknown_event_type,
@@ -67,30 +108,33 @@ def decide(
             RejectCode.unknown_actor, f"unknown actor '{event.actor_id}'", pointer="/actor_id"
         )
 
-    expires_at = points_expiry(rules, event.occurred_at)
-    activation: Activation | None = None
+    if isinstance(expires_at, _FromRules):
+        expires_at = points_expiry(rules, event.occurred_at)
+    variables: Activation | None = None
     awards: list[Award] = []
     increments: dict[UsageKey, int] = {}
     for rule in candidates:
         try:
-            if rule.when is not None or not isinstance(rule.points, int):
+            if variables is None and (rule.when is not None or not isinstance(rule.points, int)):
                 # Converted for CEL once per event, and only when some rule needs it.
-                activation = activation or Activation(
-                    {"event": event.activation(), "user": user.activation()}
+                variables = (
+                    activation()
+                    if activation is not None
+                    else Activation({"event": event.activation(), "user": user.activation()})
                 )
-            if activation is not None and not rule.applies(activation):
+            if variables is not None and not rule.applies(variables):
                 continue
-            points = rule.points_for(activation or {})
+            points = rule.points_for(variables or {})
         except ExprError as exc:
             return reject(
                 RejectCode.rule_evaluation_error, f"rule '{rule.id}': {exc}", rule=rule.id
             )
         if rule.peer is not None:
-            refusal = _peer_refusal(rule, event, points, usage, increments, tz)
+            refusal = _peer_refusal(rule, event, points, usage, increments, found)
             if refusal is not None:
                 return Decision(event.id, rejection=refusal)
         capped = False
-        key = cap_key(rule, event, tz)
+        key = _cap_key(rule, event, found)
         if key is not None and rule.cap is not None:
             if usage.get(key, 0) + increments.get(key, 0) >= rule.cap.max:
                 capped = True
@@ -122,7 +166,7 @@ def _peer_refusal(
     points: int,
     usage: Mapping[UsageKey, int],
     increments: dict[UsageKey, int],
-    tz: ZoneInfo,
+    lookups: Lookups,
 ) -> Rejection | None:
     assert rule.peer is not None
     if event.actor_id is None:
@@ -140,7 +184,7 @@ def _peer_refusal(
             rule=rule.id,
         )
     allowance = rule.peer.allowance
-    key = allowance_key(rule, event, tz)
+    key = _allowance_key(rule, event, lookups)
     if allowance is None or key is None:
         return None
     used = usage.get(key, 0) + increments.get(key, 0)
@@ -165,6 +209,7 @@ def points_expiry(rules: RuleSet, earned_at: datetime) -> datetime | None:
 
 
 def cap_key(rule: Rule, event: EventFacts, tz: ZoneInfo) -> UsageKey | None:
+    """The counter of ``rule``'s cap the event counts against (``tz``: the rule set's)."""
     if rule.cap is None:
         return None
     return UsageKey(
@@ -172,7 +217,16 @@ def cap_key(rule: Rule, event: EventFacts, tz: ZoneInfo) -> UsageKey | None:
     )
 
 
+def _cap_key(rule: Rule, event: EventFacts, lookups: Lookups) -> UsageKey | None:
+    if rule.cap is None:
+        return None
+    return UsageKey(
+        event.user_id, f"cap:{rule.id}", lookups.period_start(rule.cap.per, event.occurred_at)
+    )
+
+
 def allowance_key(rule: Rule, event: EventFacts, tz: ZoneInfo) -> UsageKey | None:
+    """The counter of the giver's allowance under ``rule`` the event spends from."""
     if rule.peer is None or rule.peer.allowance is None or event.actor_id is None:
         return None
     return UsageKey(
@@ -182,11 +236,24 @@ def allowance_key(rule: Rule, event: EventFacts, tz: ZoneInfo) -> UsageKey | Non
     )
 
 
-def usage_keys(rules: RuleSet, event: EventFacts, tz: ZoneInfo) -> set[UsageKey]:
+def _allowance_key(rule: Rule, event: EventFacts, lookups: Lookups) -> UsageKey | None:
+    if rule.peer is None or rule.peer.allowance is None or event.actor_id is None:
+        return None
+    return UsageKey(
+        event.actor_id,
+        f"allowance:{rule.id}",
+        lookups.period_start(rule.peer.allowance.per, event.occurred_at),
+    )
+
+
+def usage_keys(
+    rules: RuleSet, event: EventFacts, tz: ZoneInfo, *, lookups: Lookups | None = None
+) -> set[UsageKey]:
     """Every limit counter ``decide`` may read for this event, to fetch them up front."""
+    found = lookups if lookups is not None else Lookups(rules, tz=tz, now=event.occurred_at)
     keys = set()
-    for rule in rules.rules_for(event.type):
-        for key in (cap_key(rule, event, tz), allowance_key(rule, event, tz)):
+    for rule in found.rules_for(event.type):
+        for key in (_cap_key(rule, event, found), _allowance_key(rule, event, found)):
             if key is not None:
                 keys.add(key)
     return keys

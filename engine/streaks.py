@@ -26,7 +26,7 @@ out-of-order event only adds a period to the set and the answer is right again.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -199,20 +199,30 @@ def progress(
     )
 
 
-def qualifying(streaks: Iterable[Streak], event: EventFacts, user: UserFacts) -> tuple[Streak, ...]:
+def qualifying(
+    streaks: Iterable[Streak],
+    event: EventFacts,
+    user: UserFacts,
+    *,
+    activation: Callable[[], Activation] | None = None,
+) -> tuple[Streak, ...]:
     """The streaks ``event`` counts for: its type is one of theirs and ``when`` holds.
 
     A condition that fails to evaluate (a missing attribute) counts as false: a streak
-    never makes an event fail.
+    never makes an event fail. ``activation`` builds the event's CEL variables.
     """
     matched = [streak for streak in streaks if event.type in streak.events]
     if not any(streak.when is not None for streak in matched):
         return tuple(matched)
-    activation = Activation({"event": event.activation(), "user": user.activation()})
+    variables = (
+        activation()
+        if activation is not None
+        else Activation({"event": event.activation(), "user": user.activation()})
+    )
     result = []
     for streak in matched:
         try:
-            if streak.when is None or streak.when.test(activation):
+            if streak.when is None or streak.when.test(variables):
                 result.append(streak)
         except ExprError:
             continue

@@ -130,6 +130,25 @@ def crossings_and_owed(
     return found, owed
 
 
+def as_owed(crossings: Sequence[Crossing], owed: Sequence[Owed]) -> list[Owed]:
+    """Crossings turned into backlog ranges, per threshold (for a user whose backlog they
+    queue behind), merged with the levels already ``owed``."""
+    ranges: dict[str, Owed] = {}
+    for found in crossings:
+        first = ranges.get(found.threshold)
+        ranges[found.threshold] = Owed(
+            found.threshold,
+            first.after_level if first else found.level - 1,
+            found.level,
+        )
+    for item in owed:
+        first = ranges.get(item.threshold)
+        ranges[item.threshold] = Owed(
+            item.threshold, first.after_level if first else item.after_level, item.through
+        )
+    return list(ranges.values())
+
+
 def affordable(costs: Sequence[int], available: int) -> int:
     """How many of ``costs``, taken in order, ``available`` points cover: a prefix, so
     the first that does not fit stops the rest."""

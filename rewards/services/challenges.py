@@ -1,10 +1,10 @@
 """A program's challenges: the versioned file, live state, and claims during ingestion.
 
 The newest version of the challenges file is the one in force; every change is kept with
-who made it (API key id, or the CLI) and when. During ingestion ``ChallengeBook`` loads
+who made it (API key id, or the CLI) and when. During ingestion ``load_book`` reads
 the completions counters a batch may need (locking the ``first: N`` counters, after the
-user rows, in a fixed order), lets the pure core (``engine.challenges.judge``) decide each
-event against them, and ``persist`` writes the claims in the same transaction.
+user rows, in a fixed order), the pure core (``engine.evaluate``) decides each event
+against them, and ``persist`` writes the claims in the same transaction.
 
 Why ``first: N`` is exact across processes: the counter row of a challenge occurrence is
 read ``FOR UPDATE`` on PostgreSQL (SQLite has a single writer), so two transactions that
@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -26,9 +26,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from engine.challenges import SlotKey, judge, schedule, slot_keys, zone_of
+from engine.challenges import SlotKey, schedule, slot_keys, zone_of
 from engine.decision import Decision
-from engine.facts import EventFacts, UserFacts
+from engine.facts import EventFacts
 from rewards.db.dialect import dialect_name
 from rewards.db.engagement_models import (
     ChallengeCompletion,
@@ -39,7 +39,7 @@ from rewards.db.models import Program
 from rewards.errors import NotFound, RulesRejected
 from rewards.runtime import Runtime
 from rewards.services import audit, rulesets
-from rules import IsoDuration, RuleSet, RulesInvalid
+from rules import RuleSet, RulesInvalid
 from rules.challenges import Challenge, ChallengeSet, load_challenges
 
 FILENAME = "challenges.yaml"
@@ -232,43 +232,14 @@ async def _counts(
     return {SlotKey(challenge, start): count for challenge, start, count in rows}
 
 
-@dataclass
+@dataclass(frozen=True)
 class ChallengeBook:
-    """The completion counts one batch decides against, kept current as events claim."""
+    """The completion counts one batch decides against (``engine.evaluate`` keeps them
+    current as the batch's events claim): the ``first: N`` counters per occurrence and,
+    per user, that user's completions per occurrence (for ``per_user``)."""
 
-    challenges: ChallengeSet | None
-    tz: ZoneInfo
-    now: datetime
-    lateness: IsoDuration
-    expire_after: IsoDuration | None  # bonus points lapse like other points
     completions: dict[SlotKey, int] = field(default_factory=dict)
-    # user id -> that user's completions per occurrence
     user_completions: dict[str, dict[SlotKey, int]] = field(default_factory=dict)
-
-    def apply(self, decision: Decision, fact: EventFacts, user: UserFacts) -> Decision:
-        """The decision with the event's challenges applied; counts the claims it makes."""
-        if self.challenges is None or not decision.applied:
-            return decision
-        mine = self.user_completions.setdefault(user.id, {})
-        awards, claims = judge(
-            challenges=self.challenges,
-            event=fact,
-            user=user,
-            awards=decision.awards,
-            completions=self.completions,
-            user_completions=mine,
-            tz=self.tz,
-            now=self.now,
-            lateness=self.lateness,
-            expires_at=self.expire_after.add_to(fact.occurred_at) if self.expire_after else None,
-        )
-        if not claims:
-            return decision
-        for claim in claims:
-            key = SlotKey(claim.challenge, claim.window_start)
-            self.completions[key] = self.completions.get(key, 0) + 1
-            mine[key] = mine.get(key, 0) + 1
-        return replace(decision, awards=awards, claims=claims)
 
 
 async def load_book(
@@ -284,7 +255,7 @@ async def load_book(
 ) -> ChallengeBook:
     """Read the counters ``facts`` may claim; with ``lock``, lock the ``first: N`` ones."""
     lateness = rules.lateness_window
-    book = ChallengeBook(challenges, tz, now, lateness, rules.points_expire_after)
+    book = ChallengeBook()
     if challenges is None or not challenges.challenges:
         return book
     keys: set[SlotKey] = set()

@@ -1,4 +1,5 @@
-"""Event ingestion: validate, deduplicate, decide (pure core), persist in one transaction.
+"""Event ingestion: validate, prefetch, decide (``engine.evaluate``), write in bulk, in one
+transaction.
 
 Concurrency: the transaction first locks the ``user_balances`` rows of everyone the
 batch touches (receivers and givers), in user-id order so two batches cannot
@@ -14,11 +15,14 @@ calendar (``EventIn``, before anything joins a shared transaction), the rules' p
 most the program's ``max_points_per_event`` (``engine.decide``), and no balance or
 lifetime total past ``MAX_POINTS_TOTAL``. Threshold crossings become rewards funded in
 order while the points cover them (``services.funding``).
+
+A batch costs a fixed number of statements whatever its size: the reads of ``prefetch``,
+then one multi-row statement each for events, ledger entries, postings, balances, usage,
+rewards, challenge claims and streak periods (funding runs per user with waiting rewards).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,10 +34,19 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.budgets import budget_month
-from engine.decide import decide, points_expiry, usage_keys
-from engine.decision import Decision, RejectCode, Rejection, UsageKey
+from engine.decision import UsageKey
+from engine.evaluate import (
+    MAX_POINTS_TOTAL,
+    BatchDecision,
+    BatchState,
+    EventOutcome,
+    ExpiryMemo,
+    Standing,
+    Status,
+    limit_counters,
+)
+from engine.evaluate import evaluate as decide_batch
 from engine.facts import EventFacts
-from engine.thresholds import Crossing, Owed, crossings_and_owed
 from rewards.db.dialect import dialect_name, insert_for
 from rewards.db.models import Event, LedgerEntry, UsageCounter, User, UserBalance
 from rewards.db.reward_models import Reward, RewardBacklog
@@ -58,8 +71,6 @@ RETRYABLE_SQLSTATES = {"40001", "40P01"}
 # occurred_at must fall in these UTC years: every period, window and expiry computed from
 # it then stays inside the calendar (year 1 and 9999 overflow in offsets and timezones).
 OCCURRED_AT_YEARS = (1900, 9000)
-# A balance or lifetime total may not pass this (bigint holds 2^63 - 1): sums stay safe.
-MAX_POINTS_TOTAL = 2**62
 
 
 class EventIn(BaseModel):
@@ -149,29 +160,34 @@ def in_order(items: Sequence[EventIn | Result], outcomes: list[Result]) -> list[
     return [next(decided) if isinstance(item, EventIn) else item for item in items]
 
 
+@dataclass(frozen=True)
+class Applied:
+    """A written batch: its results, and what to do once it commits (leaderboard batches
+    to deliver, rewards to queue for fulfilment)."""
+
+    results: list[Result]
+    boards: tuple[Batch, ...]
+    rewards: tuple[int, ...]
+
+
 async def ingest(rt: Runtime, program_id: str, items: Sequence[EventIn | Result]) -> list[Result]:
     """Apply a batch. Every event gets a result, in order; one bad event does not stop the rest."""
     events = [item for item in items if isinstance(item, EventIn)]
-    outcomes: list[Result] = []
-    boards: list[Batch] = []
-    rewards: list[int] = []
+    done = Applied([], (), ())
     for attempt in range(MAX_ATTEMPTS if events else 0):
         try:
-            boards, rewards = [], []
             async with rt.engine.begin() as connection:
-                outcomes = await _apply(
-                    rt, connection, program_id, events, boards=boards, rewards=rewards
-                )
+                done = await _apply(rt, connection, program_id, events)
             break
         except DBAPIError as exc:
             if attempt + 1 == MAX_ATTEMPTS or not retryable(exc):
                 raise
     # Committed: put the points on the leaderboards (a failure is left to the sweeper).
-    for batch in boards:
+    for batch in done.boards:
         await leaderboard_outbox.deliver(rt, batch)
     # ...and queue the new rewards' fulfilment (a Redis failure is left to the sweeper).
-    await reward_service.enqueue_fulfilment(rt, rewards)
-    return in_order(items, outcomes)
+    await reward_service.enqueue_fulfilment(rt, list(done.rewards))
+    return in_order(items, done.results)
 
 
 def retryable(exc: DBAPIError) -> bool:
@@ -246,34 +262,28 @@ async def add_usage(
     )
 
 
-Decided = list[tuple[EventFacts, Decision | Result]]
-
-
 @dataclass(frozen=True)
 class Evaluation:
-    """What ``evaluate`` decided, the limit usage it adds, and the directory rows it read
-    (so the writers after it need not read them again)."""
+    """What ``evaluate`` decided and the directory rows it read (so the writers after it
+    need not read them again)."""
 
-    decided: Decided
-    increments: dict[UsageKey, int]
+    decided: BatchDecision
     users: dict[str, Any]
 
 
-async def evaluate(
+async def prefetch(
     connection: AsyncConnection,
     *,
     context: ProgramContext,
-    events: Sequence[EventIn],
+    facts: Sequence[EventFacts],
     now: datetime,
     lock: bool,
-) -> Evaluation:
-    """Decide every event of a batch against current state.
-
-    Duplicates (already stored, or repeated within the batch) come back as results.
-    Nothing is written here, which is what makes ``/v1/simulate`` a true dry run.
-    """
+) -> tuple[BatchState, dict[str, Any]]:
+    """Read everything ``engine.evaluate`` needs for ``facts``, in a fixed number of
+    queries whatever the batch size; with ``lock``, lock the balance rows of everyone the
+    batch touches (user-id order) and then the ``first: N`` challenge counters. Returns
+    the state and the directory rows read."""
     program_id, rules, tz = context.id, context.rules, context.tz
-    facts = [event.facts() for event in events]
     people = {fact.user_id for fact in facts} | {f.actor_id for f in facts if f.actor_id}
     users = await load_people(connection, program_id, people, lock=lock)
     found = await connection.execute(
@@ -283,27 +293,12 @@ async def evaluate(
     )
     stored: dict[str, Result] = {event_id: outcome for event_id, outcome in found}
     if rules is None:
-        missing = Rejection(
-            RejectCode.no_rules, "the program has no rule set yet; PUT /v1/programs/current/rules"
-        )
-        refused: Decided = [
-            (
-                fact,
-                _duplicate(stored[fact.id])
-                if fact.id in stored
-                else Decision(fact.id, rejection=missing),
-            )
-            for fact in facts
-        ]
-        return Evaluation(refused, {}, users)
-    today = now.astimezone(tz).date()
-    directory = {
-        uid: user_facts(row, bands=rules.tenure_bands, today=today) for uid, row in users.items()
-    }
-    wanted = [usage_keys(rules, fact, tz) for fact in facts]  # per event, computed once
-    usage = await load_usage(connection, program_id, set().union(*wanted))
-    # Challenge counters (locked after the users) and streak periods the batch may need.
+        return BatchState(stored=stored), users
+    today, bands = now.astimezone(tz).date(), rules.tenure_bands  # a property: read once
+    directory = {uid: user_facts(row, bands=bands, today=today) for uid, row in users.items()}
     pending = [fact for fact in facts if fact.id not in stored]
+    usage = await load_usage(connection, program_id, limit_counters(rules, pending, tz=tz, now=now))
+    # Challenge counters (locked after the users) and streak periods the batch may need.
     challenge_book = await challenge_service.load_book(
         connection,
         program_id=program_id,
@@ -317,59 +312,93 @@ async def evaluate(
     streak_book = await streak_service.load_book(
         connection, context=context, facts=pending, now=now
     )
-    increments: dict[UsageKey, int] = defaultdict(int)
-    decided: Decided = []
-    in_batch: dict[str, Decision] = {}
-    for fact, keys in zip(facts, wanted, strict=True):
-        if fact.id in stored:
-            decided.append((fact, _duplicate(stored[fact.id])))
-            continue
-        if fact.id in in_batch:
-            decided.append((fact, in_batch[fact.id]))
-            continue
-        current = {key: usage.get(key, 0) + increments.get(key, 0) for key in keys}
-        decision = decide(
-            rules=rules,
-            event=fact,
-            user=directory.get(fact.user_id),
-            actor=directory.get(fact.actor_id) if fact.actor_id else None,
-            usage=current,
-            tz=tz,
-            now=now,
-            also_known=context.challenge_event_types,
-            max_points=context.max_points_per_event,
+    receivers = sorted({fact.user_id for fact in pending if fact.user_id in directory})
+    standing: dict[str, Standing] = {}
+    backlogged: frozenset[str] = frozenset()
+    if receivers:
+        rows = await connection.execute(
+            select(UserBalance.user_id, UserBalance.balance, UserBalance.lifetime_earned).where(
+                UserBalance.program_id == program_id, UserBalance.user_id.in_(receivers)
+            )
         )
-        if decision.applied:
-            user = directory[fact.user_id]
-            decision = streak_book.apply(challenge_book.apply(decision, fact, user), fact, user)
-            for key, amount in decision.usage.items():
-                increments[key] += amount
-            in_batch[fact.id] = decision
-        decided.append((fact, decision))
-    return Evaluation(decided, dict(increments), users)
+        standing = {user_id: Standing(balance, lifetime) for user_id, balance, lifetime in rows}
+        if rules.thresholds:
+            backlogged = frozenset(
+                await connection.scalars(
+                    select(RewardBacklog.user_id)
+                    .where(
+                        RewardBacklog.program_id == program_id,
+                        RewardBacklog.user_id.in_(receivers),
+                    )
+                    .distinct()
+                )
+            )
+    state = BatchState(
+        users=directory,
+        stored=stored,
+        usage=usage,
+        completions=challenge_book.completions,
+        user_completions=challenge_book.user_completions,
+        periods=streak_book.periods,
+        paid=streak_book.paid,
+        pauses=streak_book.pauses,
+        standing=standing,
+        backlogged=backlogged,
+    )
+    return state, users
 
 
-def outcome_of(decision: Decision, *, rules_version: int | None) -> Result:
+async def evaluate(
+    connection: AsyncConnection,
+    *,
+    context: ProgramContext,
+    events: Sequence[EventIn],
+    now: datetime,
+    lock: bool,
+) -> Evaluation:
+    """Decide every event of a batch against current state (``engine.evaluate``).
+
+    Duplicates (already stored, or repeated within the batch) come back as duplicates.
+    Nothing is written here, which is what makes ``/v1/simulate`` a true dry run.
+    """
+    facts = [event.facts() for event in events]
+    state, users = await prefetch(connection, context=context, facts=facts, now=now, lock=lock)
+    decided = decide_batch(
+        context.rules,
+        context.challenges,
+        state,
+        facts,
+        now=now,
+        tz=context.tz,
+        max_points=context.max_points_per_event,
+        max_total=MAX_POINTS_TOTAL,
+        max_rewards=funding.MAX_REWARDS_PER_EVENT,
+    )
+    return Evaluation(decided, users)
+
+
+def outcome_of(item: EventOutcome, *, rules_version: int | None) -> Result:
+    """An event's result as the API shows it (and the events table stores it)."""
+    if item.stored is not None:
+        return _duplicate(dict(item.stored))
+    decision = item.decision
+    assert decision is not None
     if decision.rejection is not None:
         return rejected(decision.event_id, decision.rejection.to_dict())
-    return {
+    outcome = {
         "id": decision.event_id,
         "status": "applied",
         "points": decision.points,
         "awards": [award.to_dict() for award in decision.awards],
         "streaks": [streak.to_dict() for streak in decision.streaks],
-        "thresholds_crossed": [],
+        "thresholds_crossed": [crossing.to_dict() for crossing in item.crossed],
         "rules_version": rules_version,
     }
+    return _duplicate(outcome) if item.status is Status.duplicate else outcome
 
 
-def outcomes(decided: Decided, *, rules_version: int | None) -> list[Result]:
-    return [
-        decision
-        if isinstance(decision, dict)
-        else outcome_of(decision, rules_version=rules_version)
-        for _, decision in decided
-    ]
+def outcomes(decided: BatchDecision, *, rules_version: int | None) -> list[Result]:
+    return [outcome_of(item, rules_version=rules_version) for item in decided.outcomes]
 
 
 async def _apply(
@@ -377,79 +406,26 @@ async def _apply(
     connection: AsyncConnection,
     program_id: str,
     events: list[EventIn],
-    *,
-    boards: list[Batch] | None = None,
-    rewards: list[int] | None = None,
-) -> list[Result]:
-    """Decide and write a batch; leaderboard batches to deliver after commit go to ``boards``,
-    the ids of rewards to fulfil after commit to ``rewards``."""
+) -> Applied:
+    """Decide and write a batch: prefetch, ``engine.evaluate``, then bulk writes."""
     now = rt.clock()
     context = await program_context(rt, connection, program_id)
     evaluation = await evaluate(connection, context=context, events=events, now=now, lock=True)
     decided = evaluation.decided
     version = context.rules_version
-    results: list[Result] = []
-    event_rows: list[dict[str, Any]] = []
-    ledger_rows: list[dict[str, Any]] = []
-    deltas: dict[str, tuple[int, int]] = {}
-    written: set[str] = set()
-    refused: dict[str, Result] = {}  # refused here, after the decision (balance overflow)
-    increments = dict(evaluation.increments)
-    thresholds = context.rules.thresholds if context.rules else ()
-    # Balance and lifetime earned points as the batch goes (users locked).
-    standing = await _standing(connection, context, decided)
-    crossed: list[tuple[EventFacts, list[Crossing], list[Owed]]] = []
-    applied: list[tuple[EventFacts, Decision]] = []  # each applied event once
-    for fact, decision in decided:
-        if not isinstance(decision, Decision):
-            results.append(decision)
-            continue
-        outcome = outcome_of(decision, rules_version=version)
-        if fact.id in refused:
-            results.append(refused[fact.id])
-            continue
-        if fact.id in written:
-            results.append(_duplicate(outcome))
-            continue
-        if not decision.applied:
-            results.append(outcome)
-            continue
-        rows = _ledger_rows(context, fact, decision, now=now)
-        gained = sum(row["points"] for row in rows)
-        balance, lifetime = standing.get(fact.user_id, (0, 0))
-        if max(balance, lifetime) + gained > MAX_POINTS_TOTAL:
-            refusal = Rejection(
-                RejectCode.balance_overflow,
-                f"this event's {gained} points would take the user's points past "
-                f"{MAX_POINTS_TOTAL}",
-            )
-            refused[fact.id] = rejected(fact.id, refusal.to_dict())
-            results.append(refused[fact.id])
-            for key, amount in decision.usage.items():
-                increments[key] -= amount
-            continue
-        results.append(outcome)
-        written.add(fact.id)
-        applied.append((fact, decision))
-        ledger_rows.extend(rows)
-        standing[fact.user_id] = (balance + gained, lifetime + gained)
-        if gained:
-            old_balance, old_earned = deltas.get(fact.user_id, (0, 0))
-            deltas[fact.user_id] = (old_balance + gained, old_earned + gained)
-        if thresholds and gained:
-            country = evaluation.users[fact.user_id].country
-            found, owed = crossings_and_owed(
-                thresholds,
-                before=lifetime,
-                after=lifetime + gained,
-                country=country,
-                limit=funding.MAX_REWARDS_PER_EVENT,
-            )
-            # ``outcome`` is the dict already in ``results``: the event row stores it too.
-            outcome["thresholds_crossed"] = [crossing.to_dict() for crossing in found]
-            if found or owed:
-                crossed.append((fact, found, owed))
-        event_rows.append(_event_row(program_id, fact, decision, outcome, now=now, version=version))
+    results = outcomes(decided, rules_version=version)
+    applied = decided.applied
+    boards: list[Batch] = []
+    rewards: list[int] = []
+    expiry = ExpiryMemo(context.rules.points_expire_after if context.rules else None)
+    ledger_rows = [
+        row for item in applied for row in _ledger_rows(context, item, expiry=expiry, now=now)
+    ]
+    event_rows = [
+        _event_row(program_id, item, outcome, now=now, version=version)
+        for item, outcome in zip(decided.outcomes, results, strict=True)
+        if item.status is Status.applied
+    ]
     if event_rows:
         await connection.execute(insert(Event), event_rows)
     if ledger_rows:
@@ -458,24 +434,24 @@ async def _apply(
         batch = await post_earnings(
             connection, context=context, entries=ledger_rows, now=now, users=evaluation.users
         )
-        if batch is not None and boards is not None:
+        if batch is not None:
             boards.append(batch)
-    await add_to_balances(connection, program_id, deltas)
-    for fact, found, owed in crossed:
-        await funding.create_rewards(
-            connection,
-            program_id=program_id,
-            user_id=fact.user_id,
-            event_id=fact.id,
-            crossings=found,
-            owed=owed,
-            rules_version=version,
-            now=now,
-        )
-    if thresholds and deltas:
+    await add_to_balances(connection, program_id, dict(decided.balances))
+    await funding.insert_crossings(
+        connection,
+        program_id=program_id,
+        crossings=[
+            (item.event.user_id, item.event.id, found) for item in applied for found in item.rewards
+        ],
+        owed=[(item.event.user_id, item.event.id, owed) for item in applied for owed in item.owed],
+        rules_version=version,
+        now=now,
+    )
+    thresholds = context.rules.thresholds if context.rules else ()
+    if thresholds and decided.balances:
         month = budget_month(now, context.tz)
-        for user_id in await _waiting(connection, program_id, set(deltas)):
-            sent = await funding.fund(
+        for user_id in await _waiting(connection, program_id, set(decided.balances)):
+            rewards += await funding.fund(
                 connection,
                 program_id=program_id,
                 user_id=user_id,
@@ -484,18 +460,19 @@ async def _apply(
                 month=month,
                 now=now,
             )
-            if rewards is not None:
-                rewards.extend(sent)
-    await add_usage(connection, program_id, increments)
-    await challenge_service.persist(connection, program_id, applied, now=now)
-    await streak_service.persist(connection, program_id, applied, now=now)
-    return results
+    await add_usage(connection, program_id, dict(decided.usage))
+    decisions = [(item.event, item.decision) for item in applied if item.decision is not None]
+    await challenge_service.persist(connection, program_id, decisions, now=now)
+    await streak_service.persist(connection, program_id, decisions, now=now)
+    return Applied(results, tuple(boards), tuple(rewards))
 
 
 def _ledger_rows(
-    context: ProgramContext, fact: EventFacts, decision: Decision, *, now: datetime
+    context: ProgramContext, item: EventOutcome, *, expiry: ExpiryMemo, now: datetime
 ) -> list[dict[str, Any]]:
     """The event's ``earn`` entries (one per rule award with points) and streak bonuses."""
+    fact, decision = item.event, item.decision
+    assert decision is not None
     version = context.rules_version
     rows = [
         {
@@ -520,16 +497,17 @@ def _ledger_rows(
         for award in decision.awards
         if award.points != 0
     ]
-    rows.extend(
-        streak_service.bonus_rows(
-            context.id,
-            fact,
-            decision,
-            rules_version=version,
-            expires_at=points_expiry(context.rules, fact.occurred_at) if context.rules else None,
-            now=now,
+    if decision.streaks:
+        rows.extend(
+            streak_service.bonus_rows(
+                context.id,
+                fact,
+                decision,
+                rules_version=version,
+                expires_at=expiry(fact.occurred_at),
+                now=now,
+            )
         )
-    )
     return rows
 
 
@@ -552,35 +530,16 @@ async def _waiting(connection: AsyncConnection, program_id: str, users: set[str]
     return sorted({user_id for (user_id,) in found})
 
 
-async def _standing(
-    connection: AsyncConnection, context: ProgramContext, decided: Decided
-) -> dict[str, tuple[int, int]]:
-    """Balance and lifetime earned points of each user the batch may award (read under
-    the balance-row locks ``evaluate`` took)."""
-    awarded = {
-        fact.user_id
-        for fact, decision in decided
-        if isinstance(decision, Decision) and decision.applied
-    }
-    if not awarded:
-        return {}
-    rows = await connection.execute(
-        select(UserBalance.user_id, UserBalance.balance, UserBalance.lifetime_earned).where(
-            UserBalance.program_id == context.id, UserBalance.user_id.in_(sorted(awarded))
-        )
-    )
-    return {user_id: (balance, lifetime) for user_id, balance, lifetime in rows}
-
-
 def _event_row(
     program_id: str,
-    fact: EventFacts,
-    decision: Decision,
+    item: EventOutcome,
     outcome: Result,
     *,
     now: datetime,
     version: int | None,
 ) -> dict[str, Any]:
+    fact, decision = item.event, item.decision
+    assert decision is not None
     return {
         "program_id": program_id,
         "id": fact.id,

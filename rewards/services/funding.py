@@ -28,7 +28,7 @@ from sqlalchemy import delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.budgets import budget_month
-from engine.thresholds import Crossing, Owed, affordable, crossing, levels
+from engine.thresholds import Crossing, Owed, affordable, as_owed, crossing, levels
 from rewards.after_commit import transaction
 from rewards.db.dialect import insert_for
 from rewards.db.models import User, UserBalance
@@ -69,7 +69,7 @@ async def create_rewards(
         .limit(1)
     )
     if queued is not None:
-        owed = _as_owed(crossings, owed)
+        owed = as_owed(crossings, owed)
         crossings = ()
     if crossings:
         await _insert(
@@ -98,24 +98,6 @@ async def create_rewards(
                 for item in owed
             ],
         )
-
-
-def _as_owed(crossings: Sequence[Crossing], owed: Sequence[Owed]) -> list[Owed]:
-    """Crossings turned into backlog ranges (queued behind an older backlog), per threshold."""
-    ranges: dict[str, Owed] = {}
-    for found in crossings:
-        first = ranges.get(found.threshold)
-        ranges[found.threshold] = Owed(
-            found.threshold,
-            first.after_level if first else found.level - 1,
-            found.level,
-        )
-    for item in owed:
-        first = ranges.get(item.threshold)
-        ranges[item.threshold] = Owed(
-            item.threshold, first.after_level if first else item.after_level, item.through
-        )
-    return list(ranges.values())
 
 
 async def _insert(
@@ -161,6 +143,51 @@ async def _insert(
             index_where=text(LIVE_REWARD),
         )
     )
+
+
+async def insert_crossings(
+    connection: AsyncConnection,
+    *,
+    program_id: str,
+    crossings: Sequence[tuple[str, str | None, Crossing]],
+    owed: Sequence[tuple[str, str | None, Owed]],
+    rules_version: int | None,
+    now: datetime,
+) -> None:
+    """Record a batch's crossings, as (user, event, crossing), as ``awaiting_points``
+    rewards (a level the user already has a reward for is skipped) and its owed levels in
+    the backlog. ``engine.evaluate`` decided which crossings queue behind a backlog; the
+    caller holds the users' balance row locks and then calls ``fund``."""
+    groups: dict[tuple[str, str | None], list[Crossing]] = {}
+    for user_id, event_id, found in crossings:
+        groups.setdefault((user_id, event_id), []).append(found)
+    for (user_id, event_id), found_ in groups.items():
+        await _insert(
+            connection,
+            program_id=program_id,
+            user_id=user_id,
+            event_id=event_id,
+            crossings=found_,
+            rules_version=rules_version,
+            now=now,
+        )
+    if owed:
+        await connection.execute(
+            insert_for(connection)(RewardBacklog),
+            [
+                {
+                    "program_id": program_id,
+                    "user_id": user_id,
+                    "event_id": event_id,
+                    "threshold_id": item.threshold,
+                    "after_level": item.after_level,
+                    "through": item.through,
+                    "rules_version": rules_version,
+                    "created_at": now,
+                }
+                for user_id, event_id, item in owed
+            ],
+        )
 
 
 async def fund_in_context(

@@ -9,7 +9,7 @@ Events older than the rule set's ``lateness_window`` on arrival earn their point
 move no streak. Periods are in the user's timezone, else the rule set's, else the
 program's.
 
-Ingestion holds the user's balance row locked (``events.evaluate``), so the periods and
+Ingestion holds the user's balance row locked (``events.prefetch``), so the periods and
 paid milestones read here cannot change under the batch; a milestone's ledger entry has
 the unique ``dedupe_key`` ``streak:<user>:<streak>:<run start>:<length>:<event>`` besides.
 
@@ -21,7 +21,7 @@ bonuses reversed (``engine.streaks.without_period``).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -32,16 +32,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from engine.challenges import late_cutoff
 from engine.decision import Decision
-from engine.facts import EventFacts, UserFacts
+from engine.evaluate import StreakKey, user_zone
+from engine.facts import EventFacts
 from engine.periods import local_midnight, next_period_start
-from engine.streaks import (
-    PaidMilestone,
-    Pause,
-    progress,
-    qualifying,
-    streak_state,
-    without_period,
-)
+from engine.streaks import PaidMilestone, Pause, streak_state, without_period
 from rewards.db.dialect import insert_for
 from rewards.db.engagement_models import StreakMilestone, StreakPause, StreakPeriod
 from rewards.db.models import Event
@@ -49,55 +43,17 @@ from rewards.services.context import ProgramContext
 from rewards.services.users import get_user
 from rules import IsoDuration, Streak
 
-StreakKey = tuple[str, str]  # (user id, streak id)
 MAX_PAUSE_DAYS = 366  # bounds the work a pause adds to every streak computation
 
 
-def user_zone(timezone: str | None, fallback: ZoneInfo) -> ZoneInfo:
-    """A user's timezone, else ``fallback`` (the rule set's, else the program's)."""
-    return ZoneInfo(timezone) if timezone else fallback
-
-
-@dataclass
+@dataclass(frozen=True)
 class StreakBook:
-    """The streak periods, pauses and paid milestones one batch decides against."""
+    """The streak periods, pauses and paid milestones one batch decides against, per
+    (user, streak) and per user for the pauses (``engine.evaluate`` keeps them current)."""
 
-    streaks: tuple[Streak, ...]
-    tz: ZoneInfo
-    now: datetime
-    cutoff: datetime  # events that occurred before it are late and move no streak
     periods: dict[StreakKey, dict[date, datetime]] = field(default_factory=dict)
-    paid: dict[StreakKey, set[tuple[date, int]]] = field(default_factory=dict)
-    pauses: dict[str, list[Pause]] = field(default_factory=dict)
-
-    def apply(self, decision: Decision, fact: EventFacts, user: UserFacts) -> Decision:
-        """The decision with the event's streak progress; keeps the book current."""
-        if not self.streaks or not decision.applied:
-            return decision
-        if fact.occurred_at < self.cutoff:
-            return decision
-        zone = user_zone(user.timezone, self.tz)
-        found = []
-        for streak in qualifying(self.streaks, fact, user):
-            key = (user.id, streak.id)
-            periods = self.periods.setdefault(key, {})
-            paid = self.paid.setdefault(key, set())
-            moved = progress(
-                streak,
-                periods=periods,
-                pauses=self.pauses.get(user.id, ()),
-                paid=paid,
-                occurred_at=fact.occurred_at,
-                now=self.now,
-                tz=zone,
-            )
-            latest = periods.get(moved.period_start)
-            if latest is None or fact.occurred_at > latest:
-                periods[moved.period_start] = fact.occurred_at
-                moved = replace(moved, last_event_at=fact.occurred_at)
-            paid.update((bonus.run_start, bonus.length) for bonus in moved.bonuses)
-            found.append(moved)
-        return replace(decision, streaks=tuple(found)) if found else decision
+    paid: dict[StreakKey, frozenset[tuple[date, int]]] = field(default_factory=dict)
+    pauses: dict[str, tuple[Pause, ...]] = field(default_factory=dict)
 
 
 async def load_book(
@@ -111,13 +67,14 @@ async def load_book(
     rules = context.rules
     streaks = rules.streaks if rules is not None else ()
     lateness = rules.lateness_window if rules is not None else IsoDuration(days=14)
-    book = StreakBook(streaks, context.tz, now, late_cutoff(now, lateness))
+    book = StreakBook()
     if not streaks:
         return book
+    cutoff = late_cutoff(now, lateness)
     keys: set[StreakKey] = {
         (fact.user_id, streak.id)
         for fact in facts
-        if fact.occurred_at >= book.cutoff
+        if fact.occurred_at >= cutoff
         for streak in streaks
         if fact.type in streak.events
     }
@@ -148,14 +105,15 @@ async def load_book(
             tuple_(StreakMilestone.user_id, StreakMilestone.streak_id).in_(pairs),
         )
     ):
-        book.paid.setdefault((user_id, streak_id), set()).add((run_start, length))
+        key = (user_id, streak_id)
+        book.paid[key] = book.paid.get(key, frozenset()) | {(run_start, length)}
     users = sorted({user_id for user_id, _ in keys})
     for user_id, starts, ends in await connection.execute(
         select(StreakPause.user_id, StreakPause.starts, StreakPause.ends).where(
             StreakPause.program_id == program_id, StreakPause.user_id.in_(users)
         )
     ):
-        book.pauses.setdefault(user_id, []).append(Pause(starts, ends))
+        book.pauses[user_id] = (*book.pauses.get(user_id, ()), Pause(starts, ends))
     return book
 
 
