@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from rewards.lifecycle import LedgerKind
+
 
 @dataclass(frozen=True, slots=True)
 class LedgerLine:
@@ -77,7 +79,7 @@ def allocate(lines: Iterable[LedgerLine]) -> LotBook:
             taken = min(named.remaining, owed)
             named.remaining -= taken
             owed -= taken
-            if line.kind == "expire":
+            if line.kind == LedgerKind.EXPIRE:
                 named.expired = True
         for lot in sorted(book.lots.values(), key=_order):
             if owed == 0:

@@ -9,6 +9,7 @@ lock while the server answers other requests.
 from __future__ import annotations
 
 import asyncio
+import functools
 import multiprocessing
 import os
 import threading
@@ -21,6 +22,7 @@ from typing import Any, TypeVar
 from rewards.errors import RewardsError, RulesRejected
 from rewards.runtime import Runtime
 from rules import RuleSet, RulesInvalid, load_rules
+from rules.challenges import ChallengeSet, load_challenges
 from rules.yamlsrc import MAX_CHARACTERS
 
 T = TypeVar("T")
@@ -108,3 +110,30 @@ def cache_ruleset(rt: Runtime, program_id: str, version: int, ruleset: RuleSet) 
     for key in [key for key in rt.rule_sets if key[0] == program_id and key[1] != version]:
         rt.rule_sets.pop(key, None)
     rt.rule_sets[(program_id, version)] = ruleset
+
+
+FILENAME = "challenges.yaml"  # the name errors give a challenges file
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(source: str, filename: str) -> ChallengeSet:
+    # Keyed by the text: a set is immutable, so every program with the same file shares it.
+    return load_challenges(source, source=filename)
+
+
+def compile_challenges(source: str, *, filename: str = FILENAME) -> ChallengeSet:
+    """Validate a challenges file; a bad one raises ``RulesRejected`` naming line and column."""
+    try:
+        return _compiled(source, filename)
+    except RulesInvalid as exc:
+        first = exc.errors[0]
+        message = (
+            f"{filename}:{first.line}:{first.column}: {first.message}"
+            if first.line is not None
+            else "the challenges file is not valid"
+        )
+        raise RulesRejected(
+            message,
+            code="invalid_challenges",
+            details=[error.to_dict() for error in exc.errors],
+        ) from exc

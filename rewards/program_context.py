@@ -13,13 +13,12 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
-from rewards.compile import cache_ruleset, compile_rules, off_loop
+from rewards.compile import cache_ruleset, compile_challenges, compile_rules, off_loop
 from rewards.db.engagement_models import ChallengeSetVersion
 from rewards.db.models import Program, RuleSetVersion
 from rewards.errors import NotFound
 from rewards.program_settings import DEFAULT_MAX_POINTS_PER_EVENT, ProgramSettings
 from rewards.runtime import Runtime
-from rewards.services.challenges import compile_challenges
 from rules import RuleSet
 from rules.challenges import ChallengeSet
 from rules.tenure import DEFAULT_TENURE_BANDS, TenureBand

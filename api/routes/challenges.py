@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Request
 from api.deps import Admin, AdminOrEmployee, RuntimeDep, SessionDep
 from api.errors import error_responses
 from api.routes.programs import YAML_BODY
-from rewards.compile import off_loop
+from rewards.compile import compile_challenges, off_loop
 from rewards.errors import BadRequest
 from rewards.program_context import program_context
 from rewards.services import challenges as challenge_service
@@ -51,7 +51,7 @@ async def put_challenges(
 async def validate_challenges(request: Request, principal: Admin) -> dict[str, Any]:
     """Check a challenges file without applying it."""
     text = await _yaml_text(request)
-    challenges = await off_loop(challenge_service.compile_challenges, text)
+    challenges = await off_loop(compile_challenges, text)
     return {"valid": True, "challenges": [challenge.id for challenge in challenges.challenges]}
 
 

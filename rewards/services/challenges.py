@@ -15,7 +15,6 @@ it fails on the primary key and is retried by ``events.ingest``, then finds the 
 
 from __future__ import annotations
 
-import functools
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from engine.challenges import SlotKey, schedule, slot_keys, zone_of
 from engine.decision import Decision
 from engine.facts import EventFacts
+from rewards.compile import compile_challenges, off_loop
 from rewards.db.dialect import dialect_name
 from rewards.db.engagement_models import (
     ChallengeCompletion,
@@ -36,37 +36,11 @@ from rewards.db.engagement_models import (
     ChallengeSetVersion,
 )
 from rewards.db.models import Program
-from rewards.errors import NotFound, RulesRejected
+from rewards.errors import NotFound
 from rewards.runtime import Runtime
-from rewards.services import audit, rulesets
-from rules import RuleSet, RulesInvalid
-from rules.challenges import Challenge, ChallengeSet, load_challenges
-
-FILENAME = "challenges.yaml"
-
-
-@functools.lru_cache(maxsize=256)
-def _compiled(source: str, filename: str) -> ChallengeSet:
-    # Keyed by the text: a set is immutable, so every program with the same file shares it.
-    return load_challenges(source, source=filename)
-
-
-def compile_challenges(source: str, *, filename: str = FILENAME) -> ChallengeSet:
-    """Validate a challenges file; a bad one raises ``RulesRejected`` naming line and column."""
-    try:
-        return _compiled(source, filename)
-    except RulesInvalid as exc:
-        first = exc.errors[0]
-        message = (
-            f"{filename}:{first.line}:{first.column}: {first.message}"
-            if first.line is not None
-            else "the challenges file is not valid"
-        )
-        raise RulesRejected(
-            message,
-            code="invalid_challenges",
-            details=[error.to_dict() for error in exc.errors],
-        ) from exc
+from rewards.services import audit
+from rules import RuleSet
+from rules.challenges import Challenge, ChallengeSet
 
 
 async def latest(session: AsyncSession, program_id: str) -> ChallengeSetVersion | None:
@@ -93,7 +67,7 @@ async def put_challenges(
     ``rt`` (absent for the CLI) has its cached program context dropped; other processes
     see the change within ``program_cache_seconds``.
     """
-    await rulesets.off_loop(compile_challenges, source)  # CPU work, off the event loop
+    await off_loop(compile_challenges, source)  # CPU work, off the event loop
     program = await session.get(Program, program_id, with_for_update=True)
     if program is None:
         raise NotFound(f"no program '{program_id}'")

@@ -47,21 +47,20 @@ from engine.evaluate import (
 )
 from engine.evaluate import evaluate as decide_batch
 from engine.facts import EventFacts
+from rewards.after_commit import connection_transaction
 from rewards.db.dialect import dialect_name, insert_for
 from rewards.db.models import Event, LedgerEntry, UsageCounter, User, UserBalance
 from rewards.db.reward_models import Reward, RewardBacklog
 from rewards.errors import InvalidInput, PayloadTooLarge
-from rewards.leaderboards import outbox as leaderboard_outbox
 from rewards.leaderboards.postings import Batch, post_earnings
+from rewards.lifecycle import LedgerKind, RewardStatus, earn_key, ledger_row
+from rewards.program_context import ProgramContext, program_context
 from rewards.runtime import Runtime
 from rewards.services import challenges as challenge_service
 from rewards.services import funding
-from rewards.services import rewards as reward_service
 from rewards.services import streaks as streak_service
 from rewards.services.attributes import Attributes
 from rewards.services.balances import add_to_balances
-from rewards.services.context import ProgramContext, program_context
-from rewards.services.rewards import AWAITING_POINTS
 from rewards.services.users import user_facts, validation_details
 
 MAX_BATCH = 1000
@@ -176,17 +175,17 @@ async def ingest(rt: Runtime, program_id: str, items: Sequence[EventIn | Result]
     done = Applied([], (), ())
     for attempt in range(MAX_ATTEMPTS if events else 0):
         try:
-            async with rt.engine.begin() as connection:
+            async with connection_transaction(rt) as (connection, after):
                 done = await _apply(rt, connection, program_id, events)
+                # Once committed: the points onto the boards, the new rewards onto the queue
+                # (a Redis failure in either is left to the sweepers).
+                for batch in done.boards:
+                    after.deliver(batch)
+                after.enqueue_fulfilment(done.rewards)
             break
         except DBAPIError as exc:
             if attempt + 1 == MAX_ATTEMPTS or not retryable(exc):
                 raise
-    # Committed: put the points on the leaderboards (a failure is left to the sweeper).
-    for batch in done.boards:
-        await leaderboard_outbox.deliver(rt, batch)
-    # ...and queue the new rewards' fulfilment (a Redis failure is left to the sweeper).
-    await reward_service.enqueue_fulfilment(rt, list(done.rewards))
     return in_order(items, done.results)
 
 
@@ -475,25 +474,24 @@ def _ledger_rows(
     assert decision is not None
     version = context.rules_version
     rows = [
-        {
-            "program_id": context.id,
-            "user_id": fact.user_id,
-            "kind": "earn",
-            "points": award.points,
-            "dedupe_key": f"earn:{fact.id}:{award.rule}",
-            "event_id": fact.id,
-            "rule_id": award.rule,
-            "rules_version": version,
-            "lot_id": None,
-            "expires_at": award.expires_at,
-            "details": {
+        ledger_row(
+            kind=LedgerKind.EARN,
+            key=earn_key(fact.id, award.rule),
+            program_id=context.id,
+            user_id=fact.user_id,
+            points=award.points,
+            event_id=fact.id,
+            rule_id=award.rule,
+            rules_version=version,
+            expires_at=award.expires_at,
+            details={
                 "base_points": award.base_points,
                 "multiplier": award.multiplier,
                 "challenge": award.challenge,
                 **({"challenges": list(award.challenges)} if award.challenges else {}),
             },
-            "created_at": now,
-        }
+            now=now,
+        )
         for award in decision.awards
         if award.points != 0
     ]
@@ -519,7 +517,7 @@ async def _waiting(connection: AsyncConnection, program_id: str, users: set[str]
         .where(
             Reward.program_id == program_id,
             Reward.user_id.in_(ids),
-            Reward.status == AWAITING_POINTS,
+            Reward.status == RewardStatus.AWAITING_POINTS,
         )
         .union(
             select(RewardBacklog.user_id).where(

@@ -38,9 +38,10 @@ from engine.periods import local_midnight, next_period_start
 from engine.streaks import PaidMilestone, Pause, streak_state, without_period
 from rewards.db.dialect import insert_for
 from rewards.db.engagement_models import StreakMilestone, StreakPause, StreakPeriod
+from rewards.db.lookups import get_user
 from rewards.db.models import Event
-from rewards.services.context import ProgramContext
-from rewards.services.users import get_user
+from rewards.lifecycle import LedgerKind, ledger_row, streak_key
+from rewards.program_context import ProgramContext
 from rules import IsoDuration, Streak
 
 MAX_PAUSE_DAYS = 366  # bounds the work a pause adds to every streak computation
@@ -128,28 +129,28 @@ def bonus_rows(
 ) -> list[dict[str, Any]]:
     """Ledger rows (kind ``streak_bonus``) for the milestones ``decision`` reached."""
     return [
-        {
-            "program_id": program_id,
-            "user_id": fact.user_id,
-            "kind": "streak_bonus",
-            "points": bonus.points,
-            # With the event: a milestone a retraction took back can be earned again.
-            "dedupe_key": (
-                f"streak:{fact.user_id}:{moved.streak}:{bonus.run_start.isoformat()}"
-                f":{bonus.length}:{fact.id}"
+        ledger_row(
+            kind=LedgerKind.STREAK_BONUS,
+            key=streak_key(
+                user_id=fact.user_id,
+                streak=moved.streak,
+                run_start=bonus.run_start,
+                length=bonus.length,
+                event_id=fact.id,
             ),
-            "event_id": fact.id,
-            "rule_id": None,
-            "rules_version": rules_version,
-            "lot_id": None,
-            "expires_at": expires_at,
-            "details": {
+            program_id=program_id,
+            user_id=fact.user_id,
+            points=bonus.points,
+            event_id=fact.id,
+            rules_version=rules_version,
+            expires_at=expires_at,
+            details={
                 "streak": moved.streak,
                 "length": bonus.length,
                 "run_start": bonus.run_start.isoformat(),
             },
-            "created_at": now,
-        }
+            now=now,
+        )
         for moved in decision.streaks
         for bonus in moved.bonuses
         if bonus.points
