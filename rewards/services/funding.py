@@ -28,7 +28,7 @@ from sqlalchemy import delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.budgets import budget_month
-from engine.thresholds import Crossing, Owed, affordable, as_owed, crossing, levels
+from engine.thresholds import Crossing, Owed, affordable, crossing, levels
 from rewards.after_commit import transaction
 from rewards.db.dialect import insert_for
 from rewards.db.models import User, UserBalance
@@ -44,60 +44,6 @@ from rules.model import Budgets, Threshold
 
 # Reward rows one event (or one funding pass) creates at most; the rest wait in the backlog.
 MAX_REWARDS_PER_EVENT = 50
-
-
-async def create_rewards(
-    connection: AsyncConnection,
-    *,
-    program_id: str,
-    user_id: str,
-    event_id: str | None,
-    crossings: Sequence[Crossing],
-    owed: Sequence[Owed],
-    rules_version: int | None,
-    now: datetime,
-) -> None:
-    """Record ``crossings`` as ``awaiting_points`` rewards (a level the user already has a
-    reward for is skipped) and ``owed`` levels in the backlog; with a backlog already,
-    everything queues behind it. The caller holds the user's balance row lock and then
-    calls ``fund``."""
-    if not crossings and not owed:
-        return
-    queued = await connection.scalar(
-        select(RewardBacklog.id)
-        .where(RewardBacklog.program_id == program_id, RewardBacklog.user_id == user_id)
-        .limit(1)
-    )
-    if queued is not None:
-        owed = as_owed(crossings, owed)
-        crossings = ()
-    if crossings:
-        await _insert(
-            connection,
-            program_id=program_id,
-            user_id=user_id,
-            event_id=event_id,
-            crossings=crossings,
-            rules_version=rules_version,
-            now=now,
-        )
-    if owed:
-        await connection.execute(
-            insert_for(connection)(RewardBacklog),
-            [
-                {
-                    "program_id": program_id,
-                    "user_id": user_id,
-                    "event_id": event_id,
-                    "threshold_id": item.threshold,
-                    "after_level": item.after_level,
-                    "through": item.through,
-                    "rules_version": rules_version,
-                    "created_at": now,
-                }
-                for item in owed
-            ],
-        )
 
 
 async def _insert(
