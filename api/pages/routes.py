@@ -53,6 +53,10 @@ RewardId = Annotated[int, Path(ge=1, le=MAX_REWARD_ID)]
 
 
 def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 7200:

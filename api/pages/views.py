@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -138,7 +138,11 @@ async def admin_page(rt: Runtime, session: AsyncSession, program_id: str) -> Any
     now = rt.clock()
     connection = await session.connection()
     context = await program_context(rt, connection, program_id)
-    span = window(period=None, since=None, until=None, tz=context.tz, now=now)
+    # The last 30 days rather than the calendar month: on the 1st a month has barely begun.
+    today = now.astimezone(context.tz).date()
+    span = window(
+        period=None, since=today - timedelta(days=29), until=today, tz=context.tz, now=now
+    )
     metrics = await programme_metrics(connection, context=context, span=span, cohort=None, now=now)
     awaiting = await reports.rewards_page(
         session, program_id, RewardFilter(status="awaiting_approval"), limit=AWAITING, cursor=None
