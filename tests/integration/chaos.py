@@ -303,6 +303,8 @@ class Recipients:
             if exc.response.status_code == 409:
                 return
             raise
+        except httpx.TransportError:
+            return  # the sandbox's injected faults cut this connection: try again next round
         self.done.add(reward.id)
         self.actions[action] += 1
 
