@@ -348,6 +348,11 @@ async def main(args: argparse.Namespace) -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="rewards-bench-ttr-"))
     prefix = f"ttr-{uuid.uuid4().hex[:8]}"
     os.environ["REWARDS_REDIS_PREFIX"] = prefix
+    # The engine's own GIFQ limiter (10 requests/s per token, GIFQ's documented limit) is
+    # lifted with the sandbox's, or it, not the engine, would set the pace.
+    os.environ["REWARDS_GIFQ_REQUESTS_PER_SECOND"] = str(
+        min(int(args.gifq_rate_limit or NO_LIMIT), 100_000)
+    )
     separate = args.worker == "process"
     backend = "PostgreSQL" if os.environ.get("REWARDS_DATABASE_URL") else "SQLite (embedded)"
     tracker = Tracker()
