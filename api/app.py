@@ -33,7 +33,8 @@ from api.routes import (
     users,
     webhooks,
 )
-from rewards.runtime import Runtime, open_runtime
+from rewards.assembly import open_app_runtime
+from rewards.runtime import Runtime
 from rewards.settings import Settings
 
 REQUEST_SECONDS = Histogram(
@@ -86,7 +87,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         if runtime is not None:
             yield
             return
-        opened = await open_runtime(settings or Settings())
+        opened = await open_app_runtime(settings or Settings())
         app.state.runtime = opened
         try:
             yield

@@ -322,12 +322,12 @@ async def rebuild_bench(
         TimeElapsedColumn,
     )
 
+    from rewards.assembly import open_app_runtime
     from rewards.leaderboards.rebuild import count_postings, rebuild
-    from rewards.runtime import open_runtime
     from rewards.settings import Settings
 
     settings = Settings(redis_prefix=prefix, data_dir=data_dir)
-    rt = await open_runtime(settings, redis_url=redis_url)
+    rt = await open_app_runtime(settings, redis_url=redis_url)
     try:
         users = max(1000, args.rebuild_postings // 10)
         started = time.perf_counter()

@@ -35,12 +35,13 @@ from sqlalchemy import delete, insert, text
 
 from api.app import create_app
 from bench.common import PLATFORM_KEY
+from rewards.assembly import open_app_runtime
 from rewards.db.engagement_models import StreakPeriod
 from rewards.db.migrate import upgrade
 from rewards.db.models import Event, LedgerEntry, User, UserBalance
 from rewards.db.reward_models import Reward
 from rewards.db.schema import Base
-from rewards.runtime import Runtime, open_runtime
+from rewards.runtime import Runtime
 from rewards.settings import Settings
 
 RULES = """\
@@ -299,7 +300,7 @@ async def main(args: argparse.Namespace) -> None:
     )
     backend = "PostgreSQL" if settings.database_url else "SQLite"
     await asyncio.to_thread(upgrade, settings.effective_database_url)
-    rt = await open_runtime(settings)
+    rt = await open_app_runtime(settings)
     program_id = f"bench-m-{uuid.uuid4().hex[:6]}"
     try:
         app = create_app(settings, runtime=rt)

@@ -320,7 +320,7 @@ async def drive(
 async def run(args: argparse.Namespace) -> int:
     from contextlib import AsyncExitStack
 
-    from rewards.runtime import open_runtime
+    from rewards.assembly import open_app_runtime
     from rewards.settings import Settings
 
     if not os.environ.get("REWARDS_DATABASE_URL", "").startswith(
@@ -353,7 +353,7 @@ async def run(args: argparse.Namespace) -> int:
     settings = Settings(
         redis_prefix=prefix, data_dir=data_dir, db_pool_size=2, platform_key=PLATFORM_KEY
     )
-    rt = await open_runtime(settings)
+    rt = await open_app_runtime(settings)
     print(f"soak: {events} events from {args.clients} clients, {users} people; logs in {data_dir}")
     started = time.perf_counter()
     try:

@@ -209,7 +209,7 @@ async def _serve_one(
     import uvicorn
 
     from api.app import create_app
-    from rewards.runtime import open_runtime
+    from rewards.assembly import open_app_runtime
     from workers.worker import build_worker
 
     class Server(uvicorn.Server):
@@ -222,7 +222,7 @@ async def _serve_one(
     stop.install(loop)
     try:
         async with contextlib.AsyncExitStack() as stack:
-            rt = await open_runtime(settings, redis_url=redis_url)
+            rt = await open_app_runtime(settings, redis_url=redis_url)
             stack.push_async_callback(rt.close)
             if sandbox is not None:
                 await _start_sandbox(stack, rt, *sandbox)
@@ -318,13 +318,13 @@ def worker(
 
 
 async def _work(settings: Settings, redis_url: str) -> None:
+    from rewards.assembly import open_app_runtime
     from rewards.exposition import installation_gauges, serve_metrics
     from rewards.queue import queue_name
-    from rewards.runtime import open_runtime
     from workers.worker import build_worker
 
     loop = asyncio.get_running_loop()
-    rt = await open_runtime(settings, redis_url=redis_url)
+    rt = await open_app_runtime(settings, redis_url=redis_url)
     metrics: asyncio.Server | None = None
     try:
         if (port := settings.worker_metrics_port) is not None:
@@ -593,14 +593,16 @@ def leaderboards_rebuild(
     from rewards.db.models import Program
     from rewards.errors import RewardsError
     from rewards.leaderboards.rebuild import count_postings, rebuild
-    from rewards.runtime import open_runtime, resolve_redis_url
+    from rewards.runtime import resolve_redis_url
 
     settings = Settings()
     migrate(settings)
     redis_url, embedded = resolve_redis_url(settings)
 
     async def run() -> None:
-        rt = await open_runtime(settings, redis_url=redis_url)
+        from rewards.assembly import open_app_runtime
+
+        rt = await open_app_runtime(settings, redis_url=redis_url)
         try:
             async with rt.sessions() as session:
                 query = select(Program.id).order_by(Program.id)

@@ -6,11 +6,11 @@ nothing imports it as a global.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from arq.connections import ArqRedis
 from redis.asyncio import ConnectionPool, Redis
@@ -24,9 +24,6 @@ from rewards.redis_client import RedisClient, connect
 from rewards.redis_server import EmbeddedRedis, redis_url_for_socket, start_embedded
 from rewards.settings import Settings
 from rules import RuleSet
-
-if TYPE_CHECKING:
-    from rewards.services.group_commit import GroupCommit
 
 
 @dataclass(frozen=True)
@@ -54,6 +51,19 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class Ingestion(Protocol):
+    """Takes a program's event batches (``rewards.services.group_commit.GroupCommit``)."""
+
+    async def submit(self, program_id: str, items: Sequence[Any]) -> list[Any]: ...
+
+
+class NotAssembled:
+    """The ingestion of a runtime opened without ``rewards.assembly``: a clear error."""
+
+    async def submit(self, program_id: str, items: Sequence[Any]) -> list[Any]:
+        raise RuntimeError("this runtime ingests nothing: open it with rewards.assembly")
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -78,12 +88,9 @@ class Runtime:
     # GIFQ connection pools (httpx clients) by (base URL, token digest), shared by every
     # job of this process; see rewards.services.fulfilment.GifqSettings.client
     gifq_pools: dict[tuple[str, str], Any] = field(default_factory=dict)
-
-    @cached_property
-    def group_commit(self) -> GroupCommit:
-        from rewards.services.group_commit import GroupCommit
-
-        return GroupCommit(self)
+    # Event ingestion (group commit), built where the runtime is assembled:
+    # rewards.assembly.open_app_runtime.
+    group_commit: Ingestion = field(default_factory=lambda: NotAssembled())
 
     @property
     def queue_url(self) -> str:

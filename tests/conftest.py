@@ -24,9 +24,10 @@ import pytest
 
 from api.app import create_app
 from bench.cluster import local_cluster
+from rewards.assembly import open_app_runtime
 from rewards.db.migrate import upgrade
 from rewards.redis_server import EmbeddedRedis, redis_url_for_socket, start_embedded
-from rewards.runtime import Runtime, open_runtime
+from rewards.runtime import Runtime
 from rewards.settings import Settings
 
 PLATFORM_KEY = "pk_test_" + "x" * 24
@@ -113,7 +114,7 @@ def clock() -> Clock:
 @pytest.fixture(scope="session")
 async def runtime(settings: Settings, clock: Clock) -> AsyncIterator[Runtime]:
     await asyncio.to_thread(upgrade, settings.effective_database_url)
-    rt = await open_runtime(settings, redis_url=settings.redis_url, clock=clock)
+    rt = await open_app_runtime(settings, redis_url=settings.redis_url, clock=clock)
     try:
         yield rt
     finally:

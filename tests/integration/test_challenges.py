@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from rewards.assembly import open_app_runtime
 from rewards.cli import app
-from rewards.runtime import Runtime, open_runtime
+from rewards.runtime import Runtime
 from rewards.services.events import ingest, parse_batch
 from rewards.services.ledger import verify_balances
 from rewards.settings import Settings
@@ -269,7 +270,7 @@ async def test_first_n_holds_across_two_processes(
 ) -> None:
     """Two runtimes (two engines, as two API processes) call ingest directly, concurrently."""
     await put_challenges(crowd, FIRST_FIVE.replace("first: 5 ", "first: 20 "))
-    other = await open_runtime(settings, redis_url=settings.redis_url, clock=runtime.clock)
+    other = await open_app_runtime(settings, redis_url=settings.redis_url, clock=runtime.clock)
     try:
 
         async def send(rt: Runtime, i: int) -> dict:

@@ -8,7 +8,8 @@ import asyncio
 
 import pytest
 
-from rewards.runtime import Runtime, open_runtime
+from rewards.assembly import open_app_runtime
+from rewards.runtime import Runtime
 from rewards.services.events import ingest, parse_batch
 from rewards.services.ledger import verify_balances
 from rewards.settings import Settings
@@ -85,7 +86,7 @@ async def test_two_processes_applying_directly_stay_exact(
     ready: ProgramClient, runtime: Runtime, settings: Settings
 ) -> None:
     """Two runtimes (two engines, as two API processes would have) bypass group commit."""
-    other = await open_runtime(settings, redis_url=settings.redis_url)
+    other = await open_app_runtime(settings, redis_url=settings.redis_url)
     try:
 
         async def send(rt: Runtime, i: int) -> list[dict]:

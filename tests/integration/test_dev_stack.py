@@ -23,10 +23,10 @@ import redis
 import typer.main
 
 from bench.common import free_port
+from rewards.assembly import open_app_runtime
 from rewards.cli import app as cli_app
 from rewards.leaderboards import healing
 from rewards.redis_server import redis_url_for_socket, start_embedded
-from rewards.runtime import open_runtime
 from rewards.settings import Settings
 from tests.integration.test_embedded_redis import servers_for, wait_until_gone
 
@@ -231,7 +231,7 @@ async def heal(data_dir: Path, redis_url: str) -> None:
         redis_url=redis_url,
         redis_prefix="rw",
     )
-    rt = await open_runtime(settings, redis_url=redis_url)
+    rt = await open_app_runtime(settings, redis_url=redis_url)
     try:
         report = await healing.heal(rt)
         # The live server's own worker may have healed it first (its cron runs every minute).

@@ -14,7 +14,8 @@ import pytest
 
 from api.app import create_app
 from api.limits import MB, Credential, policy_for
-from rewards.runtime import Runtime, open_runtime
+from rewards.assembly import open_app_runtime
+from rewards.runtime import Runtime
 from tests.conftest import PLATFORM_KEY, ProgramClient, event, new_program
 from tests.integration.rulesets import BASIC
 
@@ -114,7 +115,7 @@ async def test_wrong_platform_key_is_a_401(runtime: Runtime) -> None:
 async def runtime_with(runtime: Runtime, **settings: Any) -> AsyncIterator[Runtime]:
     """A runtime of its own (same database and Redis) with some settings changed."""
     changed = runtime.settings.model_copy(update={"db_pool_size": 2, **settings})
-    own = await open_runtime(changed, redis_url=changed.redis_url)
+    own = await open_app_runtime(changed, redis_url=changed.redis_url)
     try:
         yield own
     finally:

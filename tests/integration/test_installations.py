@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from rewards.assembly import open_app_runtime
 from rewards.db.migrate import upgrade
-from rewards.runtime import Runtime, open_runtime
+from rewards.runtime import Runtime
 from rewards.settings import Settings
 from workers.worker import build_worker, queue_name
 
@@ -34,7 +35,7 @@ async def installations(tmp_path: Path, settings: Settings) -> AsyncIterator[lis
             platform_key=settings.platform_key,
         )
         await asyncio.to_thread(upgrade, own.effective_database_url)
-        runtimes.append(await open_runtime(own, redis_url=own.redis_url))
+        runtimes.append(await open_app_runtime(own, redis_url=own.redis_url))
     try:
         yield runtimes
     finally:
