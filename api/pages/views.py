@@ -9,19 +9,19 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.pages.highlight import highlight_yaml
+from rewards.db.lookups import get_user
 from rewards.leaderboards import boards
+from rewards.program_context import program_context
 from rewards.runtime import Runtime
 from rewards.services import challenges as challenge_service
 from rewards.services import ledger, reports, rulesets
 from rewards.services import rewards as reward_service
 from rewards.services import streaks as streak_service
-from rewards.services.context import program_context
 from rewards.services.events import EventIn, evaluate, in_order, outcomes, parse_batch
 from rewards.services.metrics import programme_metrics, window
 from rewards.services.programs import get_program
 from rewards.services.reports import RewardFilter
 from rewards.services.reward_reasons import for_non_admins
-from rewards.services.users import get_user
 
 AROUND = 5  # ranks either side of mine
 AWAITING = 50  # rewards awaiting approval shown at once

@@ -10,10 +10,11 @@ from redis.exceptions import RedisError
 
 from api.deps import Admin, RuntimeDep
 from api.errors import error_responses
+from rewards.db.lookups import get_user
 from rewards.leaderboards.directory import refresh_users
 from rewards.services import audit
 from rewards.services.streaks import pause_view
-from rewards.services.users import get_user, parse_bulk
+from rewards.services.users import parse_bulk
 from rewards.sources import hris
 
 log = logging.getLogger("rewards.api")

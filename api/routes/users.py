@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import Admin, Reader, RuntimeDep, SelfReader, SessionDep
 from api.errors import error_responses
+from rewards.db.lookups import get_user
 from rewards.db.models import User
 from rewards.leaderboards.directory import refresh_users
 from rewards.program_context import program_context
@@ -22,7 +23,6 @@ from rewards.services.users import (
     BulkUserIn,
     UserIn,
     check_user_id,
-    get_user,
     parse_bulk,
     upsert_user,
     upsert_users,

@@ -13,13 +13,13 @@ from rewards import cursors
 from rewards.after_commit import transaction
 from rewards.cursors import check_limit
 from rewards.db.dialect import insert_for
+from rewards.db.lookups import get_user
 from rewards.db.models import LedgerEntry, UserBalance
 from rewards.leaderboards.postings import expiry_reversals, post_reversals
 from rewards.lifecycle import LedgerKind, expire_key, ledger_row
 from rewards.program_context import program_context
 from rewards.runtime import Runtime
 from rewards.services.balances import add_to_balances, lock_people
-from rewards.services.users import get_user
 
 # The entries lifetime earned points sum: earnings and what retractions took back of them.
 EARNED_KINDS = (LedgerKind.EARN, LedgerKind.RETRACT, LedgerKind.STREAK_BONUS, LedgerKind.CLAWBACK)

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from engine.budgets import budget_month
 from rewards.after_commit import transaction
+from rewards.db.lookups import get_user
 from rewards.db.reward_models import GifqPayout, Reward
 from rewards.errors import Conflict, NotFound
 from rewards.lifecycle import DECIDABLE, RewardStatus, move
@@ -41,7 +42,6 @@ from rewards.services import audit
 from rewards.services.balances import lock_people
 from rewards.services.spending import Spend, admit, monthly_spend, release
 from rewards.services.transitions import move_rows
-from rewards.services.users import get_user
 from rules.model import Budgets
 
 log = logging.getLogger("rewards.rewards")
@@ -49,7 +49,6 @@ log = logging.getLogger("rewards.rewards")
 
 # The names other modules use; the lifecycle itself is ``rewards.lifecycle``.
 STATUSES = tuple(RewardStatus)
-AWAITING_POINTS = RewardStatus.AWAITING_POINTS  # (``services.events``)
 # GIFQ's recipient lifecycle, in order; the last two are terminal.
 RECIPIENT_ORDER = ("pending", "sent", "viewed", "partially_redeemed", "redeemed", "expired")
 TERMINAL = frozenset({RewardStatus.REDEEMED, RewardStatus.EXPIRED})

@@ -6,10 +6,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rewards.compile import PROCESS_OVER as PROCESS_OVER  # (moved below the services)
-from rewards.compile import cache_ruleset as cache_ruleset
-from rewards.compile import compile_rules
-from rewards.compile import off_loop as off_loop  # (services.challenges)
+from rewards.compile import cache_ruleset, compile_rules, off_loop
 from rewards.db.models import Program, RuleSetVersion
 from rewards.errors import NotFound
 from rewards.runtime import Runtime

@@ -23,7 +23,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.facts import UserFacts
 from rewards.db.dialect import insert_for
-from rewards.db.lookups import get_user as get_user  # (moved below the services)
 from rewards.db.models import User, UserBalance
 from rewards.errors import BadRequest, InvalidInput, PayloadTooLarge
 from rewards.services.attributes import Attributes

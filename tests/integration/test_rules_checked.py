@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rewards.cli import app
-from rewards.services import rulesets
+from rewards.compile import PROCESS_OVER
 from tests.conftest import ProgramClient, event
 
 LIST = "[" + ", ".join(str(n) for n in range(100)) + "]"
@@ -178,7 +178,7 @@ async def test_large_files_are_checked_in_another_process(program: ProgramClient
         "  - id: r{n}\n    event: e{n}\n    when: 'event.attributes.amount >= {n}'\n    points: 5\n"
     )
     large = "version: 1\nrules:\n" + "".join(one.format(n=n) for n in range(900))
-    assert len(large) > rulesets.PROCESS_OVER
+    assert len(large) > PROCESS_OVER
     response = await program.put_rules(large)
     assert response.status_code == 200, response.text
     await program.put_user("u1")
@@ -200,7 +200,7 @@ async def test_large_files_are_checked_in_another_process(program: ProgramClient
         "    description: " + "x" * 300 + "\n"
     )
     challenges = "challenges:\n" + "".join(challenge.format(n=n) for n in range(199))
-    assert len(challenges) > rulesets.PROCESS_OVER
+    assert len(challenges) > PROCESS_OVER
     put = await program.request("PUT", "/v1/challenges", content=challenges, headers=yaml)
     assert put.status_code == 200, put.text
     bad = challenges.replace("event.attributes.amount >= 198", "user.departmnt >= 198")
