@@ -16,6 +16,7 @@ import httpx
 from sqlalchemy import select
 
 from bench.common import ROOT
+from workers.lease import LEASE_SECONDS
 
 if TYPE_CHECKING:
     from bench.soak import Gifq, Load
@@ -217,7 +218,13 @@ async def check(
     )
 
     statuses = Counter(r.status for r in rewards)
+    # A job still queued while the workers run is late, not lost: give it the time a killed
+    # worker's lease takes to lapse (workers.lease) before calling it lost.
     queued = await queued_jobs(rt, load_queue(env))
+    deadline = time.monotonic() + LEASE_SECONDS + 15
+    while queued and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        queued = await queued_jobs(rt, load_queue(env))
     report.check(
         "no job lost",
         set(statuses) <= FINAL and not queued,

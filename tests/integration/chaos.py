@@ -414,7 +414,15 @@ async def post_all(
         queue.put_nowait(posting)
 
     async def send(posting: Posting) -> None:
-        response = await http.post("/v1/events", json=posting.body())
+        for attempt in range(3):
+            try:
+                response = await http.post("/v1/events", json=posting.body())
+                break
+            except httpx.TransportError:
+                # A dropped connection (a pooled one the server closed as it was reused):
+                # an integrator sends the same events again; their ids make that safe.
+                if attempt == 2:
+                    raise
         if response.status_code != 200:
             chaos.engine_errors.append(f"POST /v1/events {response.status_code}: {response.text}")
             return
