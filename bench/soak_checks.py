@@ -51,7 +51,7 @@ async def settle(rt: Any, program_id: str, *, queue: str, seconds: float) -> tup
             )
         open_rewards = {s: n for s, n in statuses.items() if s not in FINAL}
         queued = len(await queued_jobs(rt, queue))
-        _, lag = await outbox_state(rt)
+        _, lag = await outbox_state(rt, scan=None)
         waiting = []
         if open_rewards:
             waiting.append(f"rewards {open_rewards}")

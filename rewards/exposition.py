@@ -14,7 +14,7 @@ Two kinds of values:
   ``rewards_queue_depth{state}`` (arq jobs ``ready`` to run now, ``deferred`` to later),
   ``rewards_leaderboard_outbox_rows`` (committed postings whose row the sweeper has not
   cleared yet), ``rewards_leaderboard_outbox_lag_seconds`` (age of the oldest batch not
-  yet on the boards, among the oldest ``LAG_SCAN`` rows; 0 when all are).
+  yet on the boards, looked for among the oldest ``LAG_SCAN`` rows; 0 when all are).
   A gauge whose read fails is left out of that scrape (and logged), never a 500.
 """
 
@@ -28,7 +28,8 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Final
 
@@ -41,7 +42,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from redis.exceptions import RedisError
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select, tuple_
 from sqlalchemy.exc import SQLAlchemyError
 
 from rewards.db.leaderboard_models import LeaderboardOutbox
@@ -51,7 +52,8 @@ from rewards.runtime import Runtime
 log = logging.getLogger("rewards.metrics")
 
 MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
-LAG_SCAN: Final = 100  # outbox rows looked at per scrape for the lag
+LAG_SCAN: Final = 20_000  # outbox rows looked at, at most, per scrape for the lag
+LAG_PAGE: Final = 1_000
 _LIVE_FILE = re.compile(r"^gauge_live[a-z]*_(\d+)\.db$")
 
 Gauges = Callable[[], Awaitable[list[Metric]]]
@@ -93,32 +95,52 @@ async def installation_gauges(rt: Runtime, *, queue: str) -> list[Metric]:
     return metrics
 
 
-async def outbox_state(rt: Runtime) -> tuple[int, float]:
-    """Rows in the leaderboard outbox, and the age in seconds of the oldest batch among
-    the oldest ``LAG_SCAN`` that is not on the boards yet (0: all are)."""
+async def outbox_state(
+    rt: Runtime, *, scan: int | None = LAG_SCAN, page_size: int = LAG_PAGE
+) -> tuple[int, float]:
+    """Rows in the leaderboard outbox, and the age in seconds of the oldest batch not on
+    the boards yet (0: all are). Reads the rows oldest first, ``page_size`` at a time, up
+    to ``scan`` of them (``None``: all), so one scrape costs a bounded amount; a batch
+    missing behind that many delivered ones is seen once the sweeper has cleared them."""
     async with rt.engine.connect() as connection:
-        rows = await connection.scalar(select(func.count()).select_from(LeaderboardOutbox))
-        oldest = (
-            await connection.execute(
+        rows = int(
+            await connection.scalar(select(func.count()).select_from(LeaderboardOutbox)) or 0
+        )
+        after: tuple[datetime, str] | None = None
+        seen = 0
+        while scan is None or seen < scan:
+            query = (
                 select(
                     LeaderboardOutbox.id, LeaderboardOutbox.program_id, LeaderboardOutbox.created_at
                 )
                 .order_by(LeaderboardOutbox.created_at, LeaderboardOutbox.id)
-                .limit(LAG_SCAN)
+                .limit(page_size if scan is None else min(page_size, scan - seen))
             )
-        ).all()
+            if after is not None:
+                query = query.where(
+                    tuple_(LeaderboardOutbox.created_at, LeaderboardOutbox.id) > tuple_(*after)
+                )
+            page = (await connection.execute(query)).all()
+            if not page:
+                break
+            seen += len(page)
+            after = (page[-1].created_at, page[-1].id)
+            if (oldest := await _oldest_missing(rt, page)) is not None:
+                return rows, max(0.0, (rt.clock() - oldest).total_seconds())
+    return rows, 0.0
+
+
+async def _oldest_missing(rt: Runtime, page: Sequence[Row[str, str, datetime]]) -> datetime | None:
+    """The creation time of the first row of ``page`` (oldest first) whose batch is not
+    on the boards, or ``None``."""
     by_program: dict[str, list[str]] = {}
-    for id, program_id, _ in oldest:
-        by_program.setdefault(program_id, []).append(id)
+    for row in page:
+        by_program.setdefault(row.program_id, []).append(row.id)
     applied: set[str] = set()
     for program_id, ids in by_program.items():
         marks = await rt.redis.zmscore(program_keys(rt, program_id).applied, ids)
         applied.update(id for id, mark in zip(ids, marks, strict=True) if mark is not None)
-    now = rt.clock()
-    for id, _, created_at in oldest:  # oldest first
-        if id not in applied:
-            return int(rows or 0), max(0.0, (now - created_at).total_seconds())
-    return int(rows or 0), 0.0
+    return next((row.created_at for row in page if row.id not in applied), None)
 
 
 class _Fixed:

@@ -11,12 +11,13 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from typer.testing import CliRunner
 
 from bench.common import free_port
 from engine.boards import decode_score, encode_score
 from rewards.db.leaderboard_models import LeaderboardOutbox
+from rewards.exposition import outbox_state
 from rewards.leaderboards import outbox, scripts
 from rewards.leaderboards.directory import refresh_users
 from rewards.leaderboards.keys import program_keys
@@ -349,6 +350,32 @@ async def test_a_redis_failure_after_commit_loses_nothing(
     assert await leaderboards_sweep({"runtime": runtime}) == 0
     assert await standings(lb, "global") == [("ann", 50), ("bob", 45)]
     assert await pending(runtime, lb.id) == 0
+
+
+async def test_the_outbox_lag_finds_a_missing_batch_behind_delivered_ones(
+    lb: ProgramClient, clock: Clock, runtime: Runtime
+) -> None:
+    async with runtime.engine.begin() as connection:  # the rows earlier tests left
+        await connection.execute(delete(LeaderboardOutbox))
+    for user in ("ann", "bob", "cy"):
+        await earn(lb, clock, user, 10, "2026-03-16T09:00:00+00:00")
+    down = Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1)
+    try:
+        clock.set("2026-03-16T09:30:00+00:00")
+        events = [bonus("ann", 20, "2026-03-16T09:30:00+00:00")]
+        await ingest(
+            dataclasses.replace(runtime, redis=down), lb.id, parse_batch({"events": events})
+        )
+    finally:
+        await down.aclose()
+    await earn(lb, clock, "bob", 10, "2026-03-16T09:30:00+00:00")
+    clock.set("2026-03-16T09:31:00+00:00")
+    # Read two rows at a time: the missing batch is the fourth of five, on the second page.
+    assert await outbox_state(runtime, scan=None, page_size=2) == (5, 60.0)
+    # A scrape reads a bounded number of rows: these three were all delivered.
+    assert await outbox_state(runtime, scan=3, page_size=2) == (5, 0.0)
+    assert await outbox.sweep(runtime, program_id=lb.id) == 1
+    assert await outbox_state(runtime, scan=None) == (0, 0.0)
 
 
 async def test_a_crash_between_redis_and_the_outbox_delete_does_not_double_count(
