@@ -1,16 +1,26 @@
-"""Alembic environment: runs migrations on the async engine the app itself uses."""
+"""Alembic environment: runs migrations on the async engine the app itself uses.
+
+``rewards serve`` and ``rewards worker`` each migrate at start, so on PostgreSQL several
+processes may start migrating at once: each first takes a transaction-scoped advisory
+lock, so they run one after the other, and the later ones find the schema at head and
+do nothing. (On SQLite the database file's own write lock serialises them.)"""
 
 from __future__ import annotations
 
 import asyncio
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from rewards.db.engine import create_engine
 from rewards.db.schema import Base
 
 target_metadata = Base.metadata
+
+# pg_advisory_xact_lock's key for "migrating this database" (any constant; ours spells
+# "rewards" in ASCII).
+MIGRATION_LOCK = 0x72657761726473
 
 
 def _run(connection: Connection) -> None:
@@ -21,6 +31,10 @@ def _run(connection: Connection) -> None:
         compare_type=True,
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Before Alembic reads the current revision, so the later process reads the
+            # revision the earlier one committed.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         context.run_migrations()
 
 
