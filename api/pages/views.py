@@ -111,12 +111,14 @@ async def me_page(rt: Runtime, session: AsyncSession, program_id: str, user_id: 
     state = await challenge_service.live_state(
         session, program_id=program_id, tz=context.tz, now=now
     )
+    mine = await challenge_service.user_completions(session, program_id=program_id, user_id=user_id)
     joinable = [
         challenge
         for challenge in state["challenges"]
         if challenge["window"]["ends"] > now
         and challenge["slots_left"] != 0
         and _in_cohort(challenge["cohort"], user)
+        and not challenge_service.used_up(challenge, mine)
     ]
     rewards = for_non_admins(
         await reward_service.reward_views(

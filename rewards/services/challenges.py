@@ -206,6 +206,27 @@ async def _counts(
     return {SlotKey(challenge, start): count for challenge, start, count in rows}
 
 
+async def user_completions(
+    session: AsyncSession, *, program_id: str, user_id: str
+) -> dict[SlotKey, int]:
+    """How many times the user completed each challenge occurrence (retracted events'
+    completions are gone), for what ``per_user`` still allows."""
+    rows = await session.execute(
+        select(ChallengeCompletion.challenge_id, ChallengeCompletion.window_start, func.count())
+        .where(ChallengeCompletion.program_id == program_id, ChallengeCompletion.user_id == user_id)
+        .group_by(ChallengeCompletion.challenge_id, ChallengeCompletion.window_start)
+    )
+    return {SlotKey(challenge, start): count for challenge, start, count in rows}
+
+
+def used_up(view: dict[str, Any], completions: dict[SlotKey, int]) -> bool:
+    """Whether a user with these ``user_completions`` has completed the occurrence that
+    ``view`` (a ``challenge_view``) shows ``per_user`` times already."""
+    limit = view["per_user"]
+    done = completions.get(SlotKey(view["id"], view["window"]["starts"]), 0)
+    return limit is not None and done >= limit
+
+
 @dataclass(frozen=True)
 class ChallengeBook:
     """The completion counts one batch decides against (``engine.evaluate`` keeps them

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 import httpx
@@ -302,3 +303,45 @@ async def test_failed_sign_ins_on_the_pages_count_like_the_apis(
         assert right.status_code == 429 and "Too many failed attempts" in right.text
         stale = await client.get("/app/me", headers={"Cookie": f"{auth.ME_COOKIE}=eyJx.eyJx.x"})
         assert stale.status_code == 429
+
+
+ONCE_EACH = """\
+challenges:
+  - id: rush
+    name: The rush
+    starts: {starts}
+    ends: {ends}
+    event: lms.course_completed
+    bonus: 5
+    per_user: 1
+  - id: marathon
+    name: The marathon
+    starts: {starts}
+    ends: {ends}
+    event: lms.course_completed
+    bonus: 1
+"""
+
+
+async def test_a_challenge_i_have_completed_per_user_times_is_no_longer_offered(
+    program: ProgramClient, runtime: Runtime
+) -> None:
+    await staffed(program)
+    today = datetime.now(UTC).date()
+    challenges = ONCE_EACH.format(starts=today - timedelta(days=1), ends=today + timedelta(days=7))
+    response = await program.request(
+        "PUT", "/v1/challenges", content=challenges, headers={"Content-Type": "application/yaml"}
+    )
+    assert response.status_code == 200, response.text
+    now = datetime.now(UTC).isoformat()
+    [result] = await program.post_events(event("rush0", "u0", at=now))
+    assert result["status"] == "applied" and result["points"] == 16, result
+
+    async def offered(user_id: str) -> set[str]:
+        async with browser(runtime) as client:
+            await client.get("/app/me", params={"token": token(program, user_id)})
+            html = (await client.get("/app/me")).text
+        return {name for name in ("The rush", "The marathon") if name in html}
+
+    assert await offered("u0") == {"The marathon"}  # no per_user limit
+    assert await offered("u1") == {"The rush", "The marathon"}
