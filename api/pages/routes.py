@@ -170,6 +170,14 @@ async def me_stream(request: Request, rt: RuntimeDep, session: SessionDep) -> Re
     slots: stream.Slots = getattr(request.app.state, "page_streams", None) or stream.Slots()
     request.app.state.page_streams = slots
     person = (who.program_id, who.user_id)
+    if slots.full():
+        busy = message(
+            "Busy",
+            "This server has as many live pages open as it takes; the page tries again.",
+            status=503,
+        )
+        busy.headers["Retry-After"] = "30"
+        return busy
     if not slots.take(person):
         return message(
             "Too many live pages",

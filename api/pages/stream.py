@@ -6,7 +6,9 @@ when what the page shows changed, a comment every ``HEARTBEAT_SECONDS`` otherwis
 proxies keep it open and a gone client is noticed), and ends with ``event: bye`` when
 the token runs out or after ``MAX_SECONDS`` (the browser's EventSource reconnects, with
 the cookie checked again). A person has at most ``PER_PERSON`` streams open in a
-process; one more is a 429. A client that goes away ends its stream within a poll, and
+process; one more is a 429. A process holds at most ``PER_PROCESS`` streams in all (each
+costs a Redis read a second); one more is a 503 with ``Retry-After``, and the browser's
+EventSource tries again. A client that goes away ends its stream within a poll, and
 the slot is given back however the stream ends.
 """
 
@@ -27,17 +29,22 @@ POLL_SECONDS = 1.0
 HEARTBEAT_SECONDS = 15.0
 MAX_SECONDS = 30 * 60
 PER_PERSON = 4
+PER_PROCESS = 500
 
 
 class Slots:
-    """Open streams per person in this process."""
+    """Open streams per person in this process, and in all."""
 
-    def __init__(self, limit: int = PER_PERSON) -> None:
-        self.limit = limit
+    def __init__(self, limit: int = PER_PERSON, total: int = PER_PROCESS) -> None:
+        self.limit, self.total = limit, total
         self.open: Counter[tuple[str, str]] = Counter()
 
+    def full(self) -> bool:
+        """Whether the process holds as many streams as it takes."""
+        return self.open.total() >= self.total
+
     def take(self, who: tuple[str, str]) -> bool:
-        if self.open[who] >= self.limit:
+        if self.open[who] >= self.limit or self.full():
             return False
         self.open[who] += 1
         return True

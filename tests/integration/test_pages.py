@@ -254,6 +254,11 @@ def test_streams_per_person_are_bounded() -> None:
         slots.give_back(me)
     slots.give_back(them)
     assert slots.open == {}
+    few = stream.Slots(limit=2, total=3)
+    assert few.take(me) and few.take(me) and few.take(them) and few.full()
+    assert not few.take(("p", "u2"))  # the process is full, whoever asks
+    few.give_back(me)
+    assert not few.full() and few.take(("p", "u2"))
 
 
 async def test_static_files_and_unknown_pages(runtime: Runtime) -> None:
