@@ -30,6 +30,7 @@ from rewards.services.programs import TIMEZONES, validate_timezone
 from rules import TenureBand, tenure_band
 
 MAX_BULK_ROWS = 10_000
+UPSERT_PAGE = 1_000  # users per INSERT statement
 USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,127}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 DIRECTORY_FIELDS = (
@@ -165,30 +166,34 @@ async def upsert_users(
         }
         for user_id, data in latest.items()
     ]
-    statement = insert(User).values(values)
-    updated = {
-        column: statement.excluded[column]
-        for column in (*DIRECTORY_FIELDS, "attributes", "leaderboard_opt_out", "updated_at")
-    }
-    await session.execute(
-        statement.on_conflict_do_update(index_elements=["program_id", "id"], set_=updated)
-    )
-    await session.execute(
-        insert(UserBalance)
-        .values(
-            [
-                {
-                    "program_id": program_id,
-                    "user_id": user_id,
-                    "balance": 0,
-                    "lifetime_earned": 0,
-                    "held": 0,
-                }
-                for user_id in latest
-            ]
+    # A page of rows per statement: one statement binds at most 32,767 values on PostgreSQL
+    # (asyncpg) and 32,766 on SQLite, and a user row has fifteen.
+    for start in range(0, len(values), UPSERT_PAGE):
+        page = values[start : start + UPSERT_PAGE]
+        statement = insert(User).values(page)
+        updated = {
+            column: statement.excluded[column]
+            for column in (*DIRECTORY_FIELDS, "attributes", "leaderboard_opt_out", "updated_at")
+        }
+        await session.execute(
+            statement.on_conflict_do_update(index_elements=["program_id", "id"], set_=updated)
         )
-        .on_conflict_do_nothing(index_elements=["program_id", "user_id"])
-    )
+        await session.execute(
+            insert(UserBalance)
+            .values(
+                [
+                    {
+                        "program_id": program_id,
+                        "user_id": row["id"],
+                        "balance": 0,
+                        "lifetime_earned": 0,
+                        "held": 0,
+                    }
+                    for row in page
+                ]
+            )
+            .on_conflict_do_nothing(index_elements=["program_id", "user_id"])
+        )
     created: list[bool] = []
     seen: set[str] = set()
     for user_id in ids:

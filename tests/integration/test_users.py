@@ -75,6 +75,17 @@ async def test_bulk_csv_maps_extra_columns_to_attributes(program: ProgramClient)
     assert bob["leaderboard_opt_out"] is True and bob["tier"] is None
 
 
+async def test_the_largest_bulk_upload_goes_in_whole(program: ProgramClient) -> None:
+    # 10,000 rows of fifteen columns bind more values than one statement may hold.
+    rows = [{"id": f"u{i}", "name": f"User {i}", "department": "sales"} for i in range(10_000)]
+    for expected in ("created", "updated"):
+        response = await program.request("POST", "/v1/users:bulk", json=rows)
+        assert response.status_code == 200, response.text
+        assert response.json()[expected] == 10_000
+    assert (await program.request("GET", "/v1/users/u9999")).json()["name"] == "User 9999"
+    assert (await program.balance("u9999"))["balance"] == 0
+
+
 async def test_bulk_limits_and_garbage(program: ProgramClient) -> None:
     too_many = [{"id": f"u{i}"} for i in range(10_001)]
     assert (await program.request("POST", "/v1/users:bulk", json=too_many)).status_code == 413
