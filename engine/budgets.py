@@ -6,6 +6,7 @@ so far in that currency, it says why the reward must wait, or ``None``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -40,3 +41,29 @@ def approval_reason(
             f"{spent} of {monthly} {currency} is committed"
         )
     return None
+
+
+def admit(
+    budgets: Budgets | None,
+    spends: Sequence[tuple[Decimal, str]],
+    spent: Mapping[str, Decimal],
+    *,
+    approved: bool = False,
+) -> tuple[list[str | None], dict[str, Decimal]]:
+    """The budget gate for rewards of (amount, currency), in order, when ``spent`` is
+    committed this month per currency: for each, ``None`` (admitted, and counted) or why
+    it waits for an approval (``approval_reason``); and what each currency's month then
+    holds. ``approved``: an admin decided, so every one is admitted and counted."""
+    totals = dict(spent)
+    reasons: list[str | None] = []
+    for amount, currency in spends:
+        before = totals.setdefault(currency, Decimal(0))
+        reason = (
+            None
+            if approved
+            else approval_reason(budgets, amount=amount, currency=currency, spent=before)
+        )
+        if reason is None:
+            totals[currency] = before + amount
+        reasons.append(reason)
+    return reasons, totals

@@ -19,8 +19,13 @@ lifetime total past ``MAX_POINTS_TOTAL`` (``balance_overflow``).
 **Thresholds.** The running lifetime total crosses levels (``engine.thresholds``); at most
 ``max_rewards`` per event become rewards, the rest are ``owed``. A user with a reward
 backlog (already, or from an earlier event of the batch) queues every crossing behind
-it: the crossings become owed ranges (``as_owed``). Funding the rewards (holding points
-in order while they cover the costs) follows the write, under the same locks.
+it: the crossings become owed ranges (``as_owed``).
+
+**Funding.** Once every event is decided, each user whose points changed and who has
+rewards waiting (stored, or crossed by the batch) or a backlog has them funded in order
+while the points cover them (``engine.funding.fund``): the decision's ``funding`` holds
+the points to hold, the rewards to create (``awaiting_points`` among them) or move, the
+budget gate's queue and the backlog rows to write.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from engine.challenges import SlotKey, judge, late_cutoff
 from engine.decide import Lookups, decide, usage_keys
 from engine.decision import Decision, RejectCode, Rejection, StreakProgress, UsageKey
 from engine.facts import EventFacts, UserFacts
+from engine.funding import MAX_REWARDS_PER_EVENT, Funding, NewReward, Owing, Purse, fund
 from engine.streaks import Pause, progress, qualifying
 from engine.thresholds import Crossing, Owed, as_owed, crossings_and_owed
 from rules import IsoDuration, RuleSet
@@ -44,8 +50,6 @@ from rules.expr import Activation
 
 # A balance or lifetime total may not pass this (bigint holds 2^63 - 1): sums stay safe.
 MAX_POINTS_TOTAL = 2**62
-# Reward rows one event creates at most; the levels past it are owed (the backlog).
-MAX_REWARDS_PER_EVENT = 50
 
 StreakKey = tuple[str, str]  # (user id, streak id)
 
@@ -77,7 +81,10 @@ class BatchState:
     ``periods`` the qualifying streak periods (period start -> newest qualifying event),
     ``paid`` the milestones paid as (run start, length) and ``pauses`` each user's
     streak pauses; ``standing`` the balances; ``backlogged`` the users with a reward
-    backlog. Missing entries read as empty or zero.
+    backlog (besides those whose ``purses`` hold backlog rows); ``purses`` each user's
+    funding state (``engine.funding.Purse``: held points' complement, waiting rewards,
+    backlog); ``rules_version`` what new rewards and backlog rows are recorded under.
+    Missing entries read as empty or zero.
     """
 
     users: Mapping[str, UserFacts] = field(default_factory=dict)
@@ -90,14 +97,17 @@ class BatchState:
     pauses: Mapping[str, tuple[Pause, ...]] = field(default_factory=dict)
     standing: Mapping[str, Standing] = field(default_factory=dict)
     backlogged: frozenset[str] = frozenset()
+    purses: Mapping[str, Purse] = field(default_factory=dict)
+    rules_version: int | None = None
 
 
 @dataclass(frozen=True)
 class EventOutcome:
     """One event's fate. ``decision`` is None only for a duplicate of a stored event
     (``stored`` then holds its outcome). ``crossed`` are the threshold levels the event
-    reached (what its result shows), ``rewards`` those that become reward rows now and
-    ``owed`` the level ranges that wait in the backlog."""
+    reached (what its result shows), ``rewards`` those that become reward rows now (but
+    for a level a live reward holds already) and ``owed`` the level ranges that wait in
+    the backlog."""
 
     event: EventFacts
     status: Status
@@ -115,11 +125,13 @@ class EventOutcome:
 @dataclass(frozen=True)
 class BatchDecision:
     """What a batch does: ``outcomes`` in the events' order; ``usage`` the limit counters
-    to add; ``balances`` each user's (balance, lifetime earned) delta."""
+    to add; ``balances`` each user's (balance, lifetime earned) delta; ``funding`` the
+    rewards created and funded, the points held and the backlog written."""
 
     outcomes: tuple[EventOutcome, ...]
     usage: Mapping[UsageKey, int] = field(default_factory=dict)
     balances: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    funding: Funding = field(default_factory=Funding)
 
     @property
     def applied(self) -> tuple[EventOutcome, ...]:
@@ -219,10 +231,12 @@ def evaluate(
             if outcome.status is Status.applied:
                 applied[event.id] = outcome
             outcomes.append(outcome)
+    balances = {user: delta for user, delta in run.deltas.items() if delta != (0, 0)}
     return BatchDecision(
         tuple(outcomes),
         usage={key: amount for key, amount in run.increments.items() if amount},
-        balances={user: delta for user, delta in run.deltas.items() if delta != (0, 0)},
+        balances=balances,
+        funding=run.funding(balances, chunk=max_rewards),
     )
 
 
@@ -280,7 +294,11 @@ class _Batch:
         self.paid: dict[StreakKey, set[tuple[date, int]]] = {}
         self.standing: dict[str, tuple[int, int]] = {}
         self.deltas: dict[str, tuple[int, int]] = {}
-        self.backlogged: set[str] = set(state.backlogged)
+        self.backlogged: set[str] = set(state.backlogged) | {
+            user_id for user_id, purse in state.purses.items() if purse.backlog
+        }
+        self.crossed: dict[str, list[NewReward]] = {}
+        self.owed: dict[str, list[Owing]] = {}
 
     def decide(
         self, event: EventFacts, *, max_points: int | None, max_rewards: int
@@ -340,6 +358,13 @@ class _Batch:
             owed, rewards = as_owed(crossed, owed), ()
         if owed:
             self.backlogged.add(user.id)
+        version = self.state.rules_version
+        self.crossed.setdefault(user.id, []).extend(
+            NewReward(user.id, event.id, version, found) for found in rewards
+        )
+        self.owed.setdefault(user.id, []).extend(
+            Owing(user.id, item, event.id, version) for item in owed
+        )
         return EventOutcome(
             event,
             Status.applied,
@@ -348,6 +373,25 @@ class _Batch:
             rewards=tuple(rewards),
             owed=tuple(owed),
         )
+
+    def funding(self, balances: Mapping[str, tuple[int, int]], *, chunk: int) -> Funding:
+        """Fund, after the batch, the rewards of everyone whose points changed."""
+        if not self.rules.thresholds:
+            return Funding()
+        purses: dict[str, Purse] = {}
+        for user_id, (gained, _) in balances.items():
+            start = self.state.purses.get(user_id, Purse())
+            user = self.state.users.get(user_id)
+            purse = Purse(
+                available=start.available + gained,
+                country=user.country if user is not None else start.country,
+                waiting=(*start.waiting, *self.crossed.get(user_id, ())),
+                backlog=(*start.backlog, *self.owed.get(user_id, ())),
+                live=start.live,
+            )
+            if purse.has_work:
+                purses[user_id] = purse
+        return fund(self.rules.thresholds, purses, chunk=chunk)
 
     def _standing(self, user_id: str) -> tuple[int, int]:
         found = self.standing.get(user_id)

@@ -14,11 +14,12 @@ Limits, each refusing one event and never its neighbours: ``occurred_at`` inside
 calendar (``EventIn``, before anything joins a shared transaction), the rules' points at
 most the program's ``max_points_per_event`` (``engine.decide``), and no balance or
 lifetime total past ``MAX_POINTS_TOTAL``. Threshold crossings become rewards funded in
-order while the points cover them (``services.funding``).
+order while the points cover them (``engine.funding``, written by ``services.funding``).
 
 A batch costs a fixed number of statements whatever its size: the reads of ``prefetch``,
 then one multi-row statement each for events, ledger entries, postings, balances, usage,
-rewards, challenge claims and streak periods (funding runs per user with waiting rewards).
+held points, new rewards, reward moves, backlog rows, challenge claims and streak
+periods, and the budget gate's few.
 """
 
 from __future__ import annotations
@@ -47,13 +48,13 @@ from engine.evaluate import (
 )
 from engine.evaluate import evaluate as decide_batch
 from engine.facts import EventFacts
+from engine.funding import Purse
 from rewards.after_commit import connection_transaction
 from rewards.db.dialect import dialect_name, insert_for
 from rewards.db.models import Event, LedgerEntry, UsageCounter, User, UserBalance
-from rewards.db.reward_models import Reward, RewardBacklog
 from rewards.errors import InvalidInput, PayloadTooLarge
 from rewards.leaderboards.postings import Batch, post_earnings
-from rewards.lifecycle import LedgerKind, RewardStatus, earn_key, ledger_row
+from rewards.lifecycle import LedgerKind, earn_key, ledger_row
 from rewards.program_context import ProgramContext, program_context
 from rewards.runtime import Runtime
 from rewards.services import challenges as challenge_service
@@ -313,24 +314,25 @@ async def prefetch(
     )
     receivers = sorted({fact.user_id for fact in pending if fact.user_id in directory})
     standing: dict[str, Standing] = {}
-    backlogged: frozenset[str] = frozenset()
+    purses: dict[str, Purse] = {}
     if receivers:
-        rows = await connection.execute(
-            select(UserBalance.user_id, UserBalance.balance, UserBalance.lifetime_earned).where(
-                UserBalance.program_id == program_id, UserBalance.user_id.in_(receivers)
+        rows = list(
+            await connection.execute(
+                select(
+                    UserBalance.user_id,
+                    UserBalance.balance,
+                    UserBalance.lifetime_earned,
+                    UserBalance.held,
+                ).where(UserBalance.program_id == program_id, UserBalance.user_id.in_(receivers))
             )
         )
-        standing = {user_id: Standing(balance, lifetime) for user_id, balance, lifetime in rows}
+        standing = {user_id: Standing(balance, lifetime) for user_id, balance, lifetime, _ in rows}
         if rules.thresholds:
-            backlogged = frozenset(
-                await connection.scalars(
-                    select(RewardBacklog.user_id)
-                    .where(
-                        RewardBacklog.program_id == program_id,
-                        RewardBacklog.user_id.in_(receivers),
-                    )
-                    .distinct()
-                )
+            # What funding the batch's rewards needs (the receivers' balance rows are locked).
+            purses = await funding.load_purses(
+                connection,
+                program_id,
+                {user_id: balance - held for user_id, balance, _, held in rows},
             )
     state = BatchState(
         users=directory,
@@ -342,7 +344,8 @@ async def prefetch(
         paid=streak_book.paid,
         pauses=streak_book.pauses,
         standing=standing,
-        backlogged=backlogged,
+        purses=purses,
+        rules_version=context.rules_version,
     )
     return state, users
 
@@ -415,7 +418,6 @@ async def _apply(
     results = outcomes(decided, rules_version=version)
     applied = decided.applied
     boards: list[Batch] = []
-    rewards: list[int] = []
     expiry = ExpiryMemo(context.rules.points_expire_after if context.rules else None)
     ledger_rows = [
         row for item in applied for row in _ledger_rows(context, item, expiry=expiry, now=now)
@@ -436,29 +438,14 @@ async def _apply(
         if batch is not None:
             boards.append(batch)
     await add_to_balances(connection, program_id, dict(decided.balances))
-    await funding.insert_crossings(
+    rewards = await funding.write(
         connection,
         program_id=program_id,
-        crossings=[
-            (item.event.user_id, item.event.id, found) for item in applied for found in item.rewards
-        ],
-        owed=[(item.event.user_id, item.event.id, owed) for item in applied for owed in item.owed],
-        rules_version=version,
+        funding=decided.funding,
+        budgets=context.rules.budgets if context.rules else None,
+        month=budget_month(now, context.tz),
         now=now,
     )
-    thresholds = context.rules.thresholds if context.rules else ()
-    if thresholds and decided.balances:
-        month = budget_month(now, context.tz)
-        for user_id in await _waiting(connection, program_id, set(decided.balances)):
-            rewards += await funding.fund(
-                connection,
-                program_id=program_id,
-                user_id=user_id,
-                thresholds=thresholds,
-                budgets=context.rules.budgets if context.rules else None,
-                month=month,
-                now=now,
-            )
     await add_usage(connection, program_id, dict(decided.usage))
     decisions = [(item.event, item.decision) for item in applied if item.decision is not None]
     await challenge_service.persist(connection, program_id, decisions, now=now)
@@ -507,25 +494,6 @@ def _ledger_rows(
             )
         )
     return rows
-
-
-async def _waiting(connection: AsyncConnection, program_id: str, users: set[str]) -> list[str]:
-    """Which of ``users`` have rewards waiting for points (or a backlog), in id order."""
-    ids = sorted(users)
-    found = await connection.execute(
-        select(Reward.user_id)
-        .where(
-            Reward.program_id == program_id,
-            Reward.user_id.in_(ids),
-            Reward.status == RewardStatus.AWAITING_POINTS,
-        )
-        .union(
-            select(RewardBacklog.user_id).where(
-                RewardBacklog.program_id == program_id, RewardBacklog.user_id.in_(ids)
-            )
-        )
-    )
-    return sorted({user_id for (user_id,) in found})
 
 
 def _event_row(

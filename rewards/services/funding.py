@@ -1,38 +1,38 @@
-"""Creating rewards for threshold crossings and funding them from the points available.
+"""Creating and funding rewards: the services' side of ``engine.funding``.
 
-A crossing becomes a reward row in ``awaiting_points`` (holding nothing); ``fund`` then
-walks the user's waiting rewards in creation order and, while ``available = balance -
-held`` covers the next one's cost (``engine.thresholds.affordable``), holds its points
-and moves it on: ``unlocked`` (mode ``redeem_now``) or ``pending`` through the budget
-gate. The first reward that does not fit stops the walk, so rewards always go out in
-the order they were crossed, and ``available`` never goes below zero by a crossing.
+The decision is pure (``engine.funding.fund``, reached from ``engine.evaluate`` for a
+batch of events): which waiting ``awaiting_points`` rewards the points cover now, in
+order, the points held for them, ``unlocked`` or ``pending`` by mode, and which backlog
+levels become rewards. This module reads the state it needs for any number of users in
+a fixed number of queries (``load_purses``), and writes a decision in bulk
+(``write``): the holds, the new reward rows, the status moves, the backlog rows, then
+the budget gate for the funded ``auto`` rewards (``services.rewards.gate``).
 
-One event creates at most ``MAX_REWARDS_PER_EVENT`` reward rows (one event of a million
-points over ``every: 50`` would be 20,000). The levels past that wait in
-``reward_backlog`` and become reward rows, a bounded chunk at a time, once everything
-before them is funded. A user with a backlog queues every new crossing behind it.
-
-``fund`` runs in every transaction that can add points (ingestion, retraction) with the
-user's balance row locked, and from the rewards sweep (``fund_waiting``) for points that
-come back any other way (a failed order refunded, a reward rejected).
+Funding runs in every transaction that can add points (ingestion, retraction) with the
+users' balance rows locked, and from the rewards sweep (``fund_waiting``) for points
+that come back any other way (a failed order refunded, a reward rejected). Lock order:
+balance rows, then reward rows, then budget rows in currency order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
-from itertools import islice
+from typing import cast
 
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import Select, and_, bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import aliased
 
 from engine.budgets import budget_month
-from engine.thresholds import Crossing, Owed, affordable, crossing, levels
+from engine.funding import MAX_REWARDS_PER_EVENT as MAX_REWARDS_PER_EVENT  # (tests)
+from engine.funding import Funding, NewReward, Owing, Purse, Waiting, fund
+from engine.thresholds import Mode, Owed
 from rewards.after_commit import transaction
-from rewards.db.dialect import insert_for
 from rewards.db.models import User, UserBalance
-from rewards.db.reward_models import LIVE_REWARD, Reward, RewardBacklog
+from rewards.db.reward_models import Reward, RewardBacklog
 from rewards.lifecycle import RewardStatus
 from rewards.program_context import ProgramContext, program_context
 from rewards.runtime import Runtime
@@ -40,269 +40,252 @@ from rewards.services.balances import add_to_held, lock_people
 from rewards.services.rewards import gate
 from rewards.services.spending import Spend
 from rewards.services.transitions import move_rows
-from rules.model import Budgets, Threshold
-
-# Reward rows one event (or one funding pass) creates at most; the rest wait in the backlog.
-MAX_REWARDS_PER_EVENT = 50
+from rules.model import Budgets
 
 
-async def _insert(
-    connection: AsyncConnection,
-    *,
-    program_id: str,
-    user_id: str,
-    event_id: str | None,
-    crossings: Sequence[Crossing],
-    rules_version: int | None,
-    now: datetime,
-) -> None:
-    await connection.execute(
-        insert_for(connection)(Reward)
-        .values(
-            [
-                {
-                    "program_id": program_id,
-                    "user_id": user_id,
-                    "threshold_id": found.threshold,
-                    "level": found.level,
-                    "event_id": event_id,
-                    "rules_version": rules_version,
-                    "mode": found.mode,
-                    "points_cost": found.points_cost,
-                    "amount": str(found.amount),
-                    "currency": found.currency,
-                    "payout_type": found.payout_type,
-                    "campaign_id": found.campaign_id,
-                    "expires_in_days": found.expires_in_days,
-                    "ledger_account_id": found.ledger_account_id,
-                    "release_on": ",".join(found.release_on),
-                    "status": RewardStatus.AWAITING_POINTS,
-                    "attempts": 0,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for found in crossings
-            ]
+async def read_purses(
+    connection: AsyncConnection, program_id: str, users: Collection[str]
+) -> dict[str, Purse]:
+    """The funding state of ``users`` (their balance rows locked by the caller): their
+    available points and country, then ``load_purses``."""
+    rows = await connection.execute(
+        select(UserBalance.user_id, UserBalance.balance - UserBalance.held, User.country)
+        .join(User, (User.program_id == UserBalance.program_id) & (User.id == UserBalance.user_id))
+        .where(UserBalance.program_id == program_id, UserBalance.user_id.in_(sorted(users)))
+    )
+    found = {user_id: (available, country) for user_id, available, country in rows}
+    purses = await load_purses(
+        connection, program_id, {user_id: available for user_id, (available, _) in found.items()}
+    )
+    return {user_id: replace(purse, country=found[user_id][1]) for user_id, purse in purses.items()}
+
+
+async def load_purses(
+    connection: AsyncConnection, program_id: str, available: Mapping[str, int]
+) -> dict[str, Purse]:
+    """The funding state (``engine.funding.Purse``, without country) of the users in
+    ``available`` (user -> balance minus held, read under their balance-row locks), in
+    three queries whatever their number: the first waiting rewards of each, the first
+    backlog rows of each, and the levels a live reward holds that a crossing or a backlog
+    expansion could reach."""
+    users = sorted(available)
+    if not users:
+        return {}
+    limit = MAX_REWARDS_PER_EVENT
+    waiting_ranked = (
+        select(
+            Reward.user_id,
+            Reward.id,
+            Reward.points_cost,
+            Reward.mode,
+            Reward.amount,
+            Reward.currency,
+            func.row_number().over(partition_by=Reward.user_id, order_by=Reward.id).label("n"),
         )
-        .on_conflict_do_nothing(
-            index_elements=["program_id", "user_id", "threshold_id", "level"],
-            index_where=text(LIVE_REWARD),
+        .where(
+            Reward.program_id == program_id,
+            Reward.user_id.in_(users),
+            Reward.status == RewardStatus.AWAITING_POINTS,
+        )
+        .subquery()
+    )
+    waiting: dict[str, list[Waiting]] = {}
+    for row in await connection.execute(
+        select(waiting_ranked)
+        .where(waiting_ranked.c.n <= limit)
+        .order_by(waiting_ranked.c.user_id, waiting_ranked.c.id)
+    ):
+        waiting.setdefault(row.user_id, []).append(
+            Waiting(
+                row.id, row.points_cost, cast(Mode, row.mode), Decimal(row.amount), row.currency
+            )
+        )
+    backlog_ranked = (
+        select(
+            RewardBacklog,
+            func.row_number()
+            .over(partition_by=RewardBacklog.user_id, order_by=RewardBacklog.id)
+            .label("n"),
+        )
+        .where(RewardBacklog.program_id == program_id, RewardBacklog.user_id.in_(users))
+        .subquery()
+    )
+    backlog: dict[str, list[Owing]] = {}
+    for row in await connection.execute(
+        select(backlog_ranked)
+        .where(backlog_ranked.c.n <= limit)
+        .order_by(backlog_ranked.c.user_id, backlog_ranked.c.id)
+    ):
+        backlog.setdefault(row.user_id, []).append(
+            Owing(
+                row.user_id,
+                Owed(row.threshold_id, row.after_level, row.through),
+                row.event_id,
+                row.rules_version,
+                row.id,
+            )
+        )
+    live: dict[str, set[tuple[str, int]]] = {}
+    for row in await connection.execute(_live_levels(program_id, users)):
+        live.setdefault(row.user_id, set()).add((row.threshold_id, row.level))
+    return {
+        user_id: Purse(
+            available=available[user_id],
+            waiting=tuple(waiting.get(user_id, ())),
+            backlog=tuple(backlog.get(user_id, ())),
+            live=frozenset(live.get(user_id, ())),
+        )
+        for user_id in users
+    }
+
+
+def _live_levels(program_id: str, users: list[str]) -> Select[str, str, int]:
+    """(user, threshold, level) of the live rewards above the user's lifetime total (a
+    crossing reaches those) or inside one of the user's backlog ranges."""
+    owed = aliased(RewardBacklog)
+    in_backlog = exists().where(
+        owed.program_id == Reward.program_id,
+        owed.user_id == Reward.user_id,
+        owed.threshold_id == Reward.threshold_id,
+        Reward.level > owed.after_level,
+        Reward.level <= owed.through,
+    )
+    return (
+        select(Reward.user_id, Reward.threshold_id, Reward.level)
+        .join(
+            UserBalance,
+            and_(
+                UserBalance.program_id == Reward.program_id,
+                UserBalance.user_id == Reward.user_id,
+            ),
+        )
+        .where(
+            Reward.program_id == program_id,
+            Reward.user_id.in_(users),
+            Reward.status != RewardStatus.CANCELLED,
+            or_(Reward.level > UserBalance.lifetime_earned, in_backlog),
         )
     )
 
 
-async def insert_crossings(
+async def write(
     connection: AsyncConnection,
     *,
     program_id: str,
-    crossings: Sequence[tuple[str, str | None, Crossing]],
-    owed: Sequence[tuple[str, str | None, Owed]],
-    rules_version: int | None,
+    funding: Funding,
+    budgets: Budgets | None,
+    month: str,
     now: datetime,
+) -> list[int]:
+    """Write a funding decision in bulk: the holds, the new rewards (in order), the
+    stored rewards' moves and the backlog rows, then the budget gate for the funded
+    ``auto`` rewards. Returns the ids of rewards now ``pending`` to send after commit.
+    The caller holds the users' balance row locks."""
+    await add_to_held(connection, program_id, dict(funding.holds))
+    created = await _insert(connection, program_id, funding, now=now)
+    for status in (RewardStatus.UNLOCKED, RewardStatus.PENDING):
+        await move_rows(connection, funding.moved.get(status, ()), status, now=now)
+    await _write_backlog(connection, program_id, funding, now=now)
+    spends = [
+        Spend(created[item] if isinstance(item, NewReward) else item.id, item.amount, item.currency)
+        for item in funding.gate
+    ]
+    return await gate(
+        connection, program_id=program_id, spends=spends, budgets=budgets, month=month, now=now
+    )
+
+
+async def _insert(
+    connection: AsyncConnection, program_id: str, funding: Funding, *, now: datetime
+) -> dict[NewReward, int]:
+    """Insert the decision's new rewards in one statement, in order (their ids follow
+    it); returns each one's id."""
+    if not funding.created:
+        return {}
+    rows = [
+        {
+            "program_id": program_id,
+            "user_id": new.user_id,
+            "threshold_id": found.threshold,
+            "level": found.level,
+            "event_id": new.event_id,
+            "rules_version": new.rules_version,
+            "mode": found.mode,
+            "points_cost": found.points_cost,
+            "amount": str(found.amount),
+            "currency": found.currency,
+            "payout_type": found.payout_type,
+            "campaign_id": found.campaign_id,
+            "expires_in_days": found.expires_in_days,
+            "ledger_account_id": found.ledger_account_id,
+            "release_on": ",".join(found.release_on),
+            "status": status,
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for new, status in funding.created
+        for found in (new.crossing,)
+    ]
+    ids = await connection.scalars(
+        insert(Reward).returning(Reward.id, sort_by_parameter_order=True), rows
+    )
+    return dict(zip((new for new, _ in funding.created), ids, strict=True))
+
+
+async def _write_backlog(
+    connection: AsyncConnection, program_id: str, funding: Funding, *, now: datetime
 ) -> None:
-    """Record a batch's crossings, as (user, event, crossing), as ``awaiting_points``
-    rewards (a level the user already has a reward for is skipped) and its owed levels in
-    the backlog. ``engine.evaluate`` decided which crossings queue behind a backlog; the
-    caller holds the users' balance row locks and then calls ``fund``."""
-    groups: dict[tuple[str, str | None], list[Crossing]] = {}
-    for user_id, event_id, found in crossings:
-        groups.setdefault((user_id, event_id), []).append(found)
-    for (user_id, event_id), found_ in groups.items():
-        await _insert(
-            connection,
-            program_id=program_id,
-            user_id=user_id,
-            event_id=event_id,
-            crossings=found_,
-            rules_version=rules_version,
-            now=now,
-        )
-    if owed:
+    if funding.backlog_added:
         await connection.execute(
-            insert_for(connection)(RewardBacklog),
+            insert(RewardBacklog),
             [
                 {
                     "program_id": program_id,
-                    "user_id": user_id,
-                    "event_id": event_id,
-                    "threshold_id": item.threshold,
-                    "after_level": item.after_level,
-                    "through": item.through,
-                    "rules_version": rules_version,
+                    "user_id": row.user_id,
+                    "event_id": row.event_id,
+                    "threshold_id": row.owed.threshold,
+                    "after_level": row.owed.after_level,
+                    "through": row.owed.through,
+                    "rules_version": row.rules_version,
                     "created_at": now,
                 }
-                for user_id, event_id, item in owed
+                for row in funding.backlog_added
             ],
+        )
+    if funding.backlog_moved:
+        await connection.execute(
+            update(RewardBacklog)
+            .where(RewardBacklog.id == bindparam("row_id"))
+            .values(after_level=bindparam("after")),
+            [{"row_id": k, "after": v} for k, v in sorted(funding.backlog_moved.items())],
+        )
+    if funding.backlog_dropped:
+        await connection.execute(
+            delete(RewardBacklog).where(RewardBacklog.id.in_(funding.backlog_dropped))
         )
 
 
 async def fund_in_context(
     connection: AsyncConnection, context: ProgramContext, user_id: str, *, now: datetime
 ) -> list[int]:
-    """``fund`` with the thresholds, budgets and timezone of the program's rules in force."""
+    """Fund the user's waiting rewards with the thresholds, budgets and timezone of the
+    program's rules in force; returns the ids now ``pending`` to send after commit. The
+    caller holds the user's balance row lock."""
     rules = context.rules
-    return await fund(
+    purses = await read_purses(connection, context.id, {user_id})
+    decided = fund(
+        rules.thresholds if rules else (),
+        {user: purse for user, purse in purses.items() if purse.has_work},
+    )
+    return await write(
         connection,
         program_id=context.id,
-        user_id=user_id,
-        thresholds=rules.thresholds if rules else (),
+        funding=decided,
         budgets=rules.budgets if rules else None,
         month=budget_month(now, context.tz),
         now=now,
     )
-
-
-async def fund(
-    connection: AsyncConnection,
-    *,
-    program_id: str,
-    user_id: str,
-    thresholds: Sequence[Threshold],
-    budgets: Budgets | None,
-    month: str,
-    now: datetime,
-) -> list[int]:
-    """Fund the user's waiting rewards in order while the points cover them (see the
-    module docstring); returns the ids of rewards now ``pending`` to send after commit.
-    The caller holds the user's balance row lock."""
-    sent, rest = await _fund_pass(
-        connection, program_id=program_id, user_id=user_id, budgets=budgets, month=month, now=now
-    )
-    if rest is None or rest <= 0:
-        return sent
-    # Everything waiting is funded and points are left: the next backlog chunk, funded too.
-    if await _expand(
-        connection, program_id=program_id, user_id=user_id, thresholds=thresholds, now=now
-    ):
-        more, _ = await _fund_pass(
-            connection,
-            program_id=program_id,
-            user_id=user_id,
-            budgets=budgets,
-            month=month,
-            now=now,
-        )
-        sent += more
-    return sent
-
-
-async def _fund_pass(
-    connection: AsyncConnection,
-    *,
-    program_id: str,
-    user_id: str,
-    budgets: Budgets | None,
-    month: str,
-    now: datetime,
-) -> tuple[list[int], int | None]:
-    """Fund up to a chunk of waiting rewards in order. Returns the ids to send and, when
-    no reward waits any more, the points still available (else None)."""
-    row = (
-        await connection.execute(
-            select(UserBalance.balance, UserBalance.held).where(
-                UserBalance.program_id == program_id, UserBalance.user_id == user_id
-            )
-        )
-    ).one_or_none()
-    if row is None:
-        return [], None
-    available = row.balance - row.held
-    waiting = list(
-        await connection.execute(
-            select(Reward.id, Reward.points_cost, Reward.mode, Reward.amount, Reward.currency)
-            .where(
-                Reward.program_id == program_id,
-                Reward.user_id == user_id,
-                Reward.status == RewardStatus.AWAITING_POINTS,
-            )
-            .order_by(Reward.id)
-            .limit(MAX_REWARDS_PER_EVENT)
-        )
-    )
-    count = affordable([reward.points_cost for reward in waiting], available)
-    funded = waiting[:count]
-    sent: list[int] = []
-    if funded:
-        await add_to_held(connection, program_id, {user_id: sum(r.points_cost for r in funded)})
-        for status in (RewardStatus.UNLOCKED, RewardStatus.PENDING):
-            ids = [r.id for r in funded if (r.mode == "auto") == (status is RewardStatus.PENDING)]
-            await move_rows(connection, ids, status, now=now)
-        sent = await gate(
-            connection,
-            program_id=program_id,
-            spends=[Spend(r.id, Decimal(r.amount), r.currency) for r in funded if r.mode == "auto"],
-            budgets=budgets,
-            month=month,
-            now=now,
-        )
-    drained = count == len(waiting) < MAX_REWARDS_PER_EVENT
-    return sent, available - sum(r.points_cost for r in funded) if drained else None
-
-
-async def _expand(
-    connection: AsyncConnection,
-    *,
-    program_id: str,
-    user_id: str,
-    thresholds: Sequence[Threshold],
-    now: datetime,
-) -> bool:
-    """Turn the oldest backlog levels into ``awaiting_points`` rewards (a bounded chunk).
-    Returns whether there was a backlog. Levels of a threshold no longer in the rule set
-    are dropped; the rest are priced by the rule set in force."""
-    rows = list(
-        await connection.execute(
-            select(RewardBacklog)
-            .where(RewardBacklog.program_id == program_id, RewardBacklog.user_id == user_id)
-            .order_by(RewardBacklog.id)
-            .limit(MAX_REWARDS_PER_EVENT)
-        )
-    )
-    if not rows:
-        return False
-    by_id = {threshold.id: threshold for threshold in thresholds}
-    country = await connection.scalar(
-        select(User.country).where(User.program_id == program_id, User.id == user_id)
-    )
-    room = MAX_REWARDS_PER_EVENT
-    for backlog in rows:
-        threshold = by_id.get(backlog.threshold_id)
-        taken = (
-            list(islice(levels(threshold, backlog.after_level, backlog.through), room))
-            if threshold is not None and room
-            else []
-        )
-        if taken:
-            assert threshold is not None
-            await _insert(
-                connection,
-                program_id=program_id,
-                user_id=user_id,
-                event_id=backlog.event_id,
-                crossings=[crossing(threshold, level, country) for level in taken],
-                rules_version=backlog.rules_version,
-                now=now,
-            )
-            room -= len(taken)
-        rest = (
-            threshold is not None
-            and next(
-                levels(threshold, taken[-1] if taken else backlog.after_level, backlog.through),
-                None,
-            )
-            is not None
-        )
-        if not rest:
-            await connection.execute(delete(RewardBacklog).where(RewardBacklog.id == backlog.id))
-        elif taken:
-            await connection.execute(
-                update(RewardBacklog)
-                .where(RewardBacklog.id == backlog.id)
-                .values(after_level=taken[-1])
-            )
-        if not room:
-            break
-    return True
 
 
 async def fund_waiting(rt: Runtime) -> int:

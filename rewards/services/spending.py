@@ -22,7 +22,7 @@ from typing import Literal
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from engine.budgets import approval_reason
+from engine.budgets import admit as decide_admission
 from rewards.db.dialect import insert_for
 from rewards.db.models import LedgerEntry
 from rewards.db.reward_models import BudgetSpend, Reward
@@ -88,17 +88,11 @@ async def admit(
         currency: await _locked_spent(connection, program_id, currency, month)
         for currency in sorted({spend.currency for spend in spends})
     }
-    reasons: dict[int, str | None] = {}
-    for spend in spends:
-        reason = None
-        if not approved:
-            reason = approval_reason(
-                budgets, amount=spend.amount, currency=spend.currency, spent=spent[spend.currency]
-            )
-        if reason is None:
-            spent[spend.currency] += spend.amount
-        reasons[spend.reward_id] = reason
-    for currency, total in spent.items():
+    found, totals = decide_admission(
+        budgets, [(spend.amount, spend.currency) for spend in spends], spent, approved=approved
+    )
+    reasons = {spend.reward_id: reason for spend, reason in zip(spends, found, strict=True)}
+    for currency, total in totals.items():
         await _store_spent(connection, program_id, currency, month, total)
     return reasons
 
