@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engine.budgets import approval_reason, budget_month
+from engine.budgets import admit, approval_reason, budget_month
 from rules.model import Budgets
 
 BUDGETS = Budgets.model_validate(
@@ -54,3 +54,51 @@ def test_approval_reason(
 )
 def test_budget_month_is_the_programs_month(at: str, zone: str, month: str) -> None:
     assert budget_month(datetime.fromisoformat(at).astimezone(UTC), ZoneInfo(zone)) == month
+
+
+@pytest.mark.parametrize(
+    ("spends", "spent", "approved", "admitted", "totals"),
+    [
+        ([], {}, False, [], {}),
+        # In order: the third would take GBP past 100.00 and waits; the fourth still fits.
+        (
+            [("40.00", "GBP"), ("40.00", "GBP"), ("30.00", "GBP"), ("20.00", "GBP")],
+            {"GBP": "0"},
+            False,
+            [True, True, False, True],
+            {"GBP": "100.00"},
+        ),
+        ([("60.00", "GBP")], {"GBP": "0"}, False, [False], {"GBP": "0"}),  # over approval_over
+        ([("60.00", "GBP")], {"GBP": "90"}, True, [True], {"GBP": "150.00"}),  # an admin decided
+        # A currency the spend does not list starts at zero; one no budget names is free.
+        (
+            [("9000", "JPY"), ("5000", "USD")],
+            {},
+            False,
+            [True, True],
+            {"JPY": "9000", "USD": "5000"},
+        ),
+        (
+            [("2000", "JPY")],
+            {"JPY": "9000", "GBP": "1"},
+            False,
+            [False],
+            {"JPY": "9000", "GBP": "1"},
+        ),
+    ],
+)
+def test_admit_counts_in_order_what_fits(
+    spends: list[tuple[str, str]],
+    spent: dict[str, str],
+    approved: bool,
+    admitted: list[bool],
+    totals: dict[str, str],
+) -> None:
+    reasons, after = admit(
+        BUDGETS,
+        [(Decimal(amount), currency) for amount, currency in spends],
+        {currency: Decimal(value) for currency, value in spent.items()},
+        approved=approved,
+    )
+    assert [reason is None for reason in reasons] == admitted
+    assert after == {currency: Decimal(value) for currency, value in totals.items()}
