@@ -42,6 +42,10 @@ from rewards.services.spending import Spend
 from rewards.services.transitions import move_rows
 from rules.model import Budgets
 
+# New reward rows per INSERT statement: 19 bound parameters a row stays under SQLite's
+# 32,766 and PostgreSQL's 65,535.
+INSERT_PAGE = 1000
+
 
 async def read_purses(
     connection: AsyncConnection, program_id: str, users: Collection[str]
@@ -198,8 +202,9 @@ async def write(
 async def _insert(
     connection: AsyncConnection, program_id: str, funding: Funding, *, now: datetime
 ) -> dict[NewReward, int]:
-    """Insert the decision's new rewards in one statement, in order (their ids follow
-    it); returns each one's id."""
+    """Insert the decision's new rewards, in order (their ids follow it), in one
+    statement per ``INSERT_PAGE``; returns each one's id (a live reward's user, threshold
+    and level are unique)."""
     if not funding.created:
         return {}
     rows = [
@@ -227,10 +232,16 @@ async def _insert(
         for new, status in funding.created
         for found in (new.crossing,)
     ]
-    ids = await connection.scalars(
-        insert(Reward).returning(Reward.id, sort_by_parameter_order=True), rows
-    )
-    return dict(zip((new for new, _ in funding.created), ids, strict=True))
+    ids: dict[tuple[str, str, int], int] = {}
+    # Multi-row VALUES in order (ids follow it), a page at a time (bound-parameter limits).
+    for start in range(0, len(rows), INSERT_PAGE):
+        found = await connection.execute(
+            insert(Reward)
+            .values(rows[start : start + INSERT_PAGE])
+            .returning(Reward.id, Reward.user_id, Reward.threshold_id, Reward.level)
+        )
+        ids.update({(row.user_id, row.threshold_id, row.level): row.id for row in found})
+    return {new: ids[(new.user_id, *new.key)] for new, _ in funding.created}
 
 
 async def _write_backlog(
