@@ -2,7 +2,8 @@
 
 ``evaluate`` decides a whole batch of events (``engine.evaluate``); the modules beside it
 hold the pieces it is made of (rules in ``decide``, ``challenges``, ``streaks``,
-``thresholds``) and the core of boards, budgets and lots.
+``thresholds``, and ``funding`` for the rewards the points cover) and the core of boards,
+budgets and lots.
 """
 
 from engine.evaluate import BatchDecision, BatchState, EventOutcome, Standing, Status, evaluate

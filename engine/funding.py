@@ -178,9 +178,9 @@ def fund(
                 moved.setdefault(status, []).append(item.id)
             if status is RewardStatus.PENDING:
                 gate.append(item)
-        funded = {id(item) for item in walk.funded}
+        funded = set(walk.funded)
         created.extend(
-            (new, funded_status(new.mode) if id(new) in funded else RewardStatus.AWAITING_POINTS)
+            (new, funded_status(new.mode) if new in funded else RewardStatus.AWAITING_POINTS)
             for new in walk.new
         )
         added.extend(walk.backlog_added)

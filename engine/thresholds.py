@@ -7,12 +7,12 @@ the caller's to ignore (the rewards table is unique per user, threshold and leve
 
 Levels are enumerated lazily, so a huge jump in points never builds a huge list:
 ``crossings`` returns at most ``limit`` of them and ``owed`` says where each threshold
-stopped, for the caller to create the rest later (``rewards.services.rewards``).
+stopped, for the rest to be created later (``engine.funding``).
 
 **Funding.** A reward holds its points cost out of the points available. Rewards are
 funded strictly in order while the points cover them (``affordable``); the first that
 does not fit, and everything after it, waits (``awaiting_points``), so a later and
-cheaper reward never jumps the queue.
+cheaper reward never jumps the queue (``engine.funding.fund`` walks the queue).
 """
 
 from __future__ import annotations

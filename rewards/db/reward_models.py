@@ -109,7 +109,7 @@ class Reward(Base):
 class RewardBacklog(Base):
     """Levels of a threshold that one event crossed past the per-event reward cap: those
     in ``(after_level, through]`` have no reward row yet. They are created, oldest first,
-    as the user's earlier rewards are funded (``rewards.services.rewards.fund``)."""
+    as the user's earlier rewards are funded (``engine.funding``)."""
 
     __tablename__ = "reward_backlog"
     __table_args__ = (
