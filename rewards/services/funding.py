@@ -20,7 +20,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Select, and_, bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -69,41 +69,24 @@ async def load_purses(
 ) -> dict[str, Purse]:
     """The funding state (``engine.funding.Purse``, without country) of the users in
     ``available`` (user -> balance minus held, read under their balance-row locks), in
-    three queries whatever their number: the first waiting rewards of each, the first
-    backlog rows of each, and the levels a live reward holds that a crossing or a backlog
-    expansion could reach."""
+    two queries whatever their number: their rewards (the first waiting ones of each, and
+    the live ones at a level a crossing or a backlog expansion could reach), and the
+    first backlog rows of each."""
     users = sorted(available)
     if not users:
         return {}
     limit = MAX_REWARDS_PER_EVENT
-    waiting_ranked = (
-        select(
-            Reward.user_id,
-            Reward.id,
-            Reward.points_cost,
-            Reward.mode,
-            Reward.amount,
-            Reward.currency,
-            func.row_number().over(partition_by=Reward.user_id, order_by=Reward.id).label("n"),
-        )
-        .where(
-            Reward.program_id == program_id,
-            Reward.user_id.in_(users),
-            Reward.status == RewardStatus.AWAITING_POINTS,
-        )
-        .subquery()
-    )
     waiting: dict[str, list[Waiting]] = {}
-    for row in await connection.execute(
-        select(waiting_ranked)
-        .where(waiting_ranked.c.n <= limit)
-        .order_by(waiting_ranked.c.user_id, waiting_ranked.c.id)
-    ):
-        waiting.setdefault(row.user_id, []).append(
-            Waiting(
-                row.id, row.points_cost, cast(Mode, row.mode), Decimal(row.amount), row.currency
+    live: dict[str, set[tuple[str, int]]] = {}
+    for row in await connection.execute(_rewards(program_id, users, limit=limit)):
+        if row.awaiting and row.n <= limit:
+            waiting.setdefault(row.user_id, []).append(
+                Waiting(
+                    row.id, row.points_cost, cast(Mode, row.mode), Decimal(row.amount), row.currency
+                )
             )
-        )
+        if row.reachable:
+            live.setdefault(row.user_id, set()).add((row.threshold_id, row.level))
     backlog_ranked = (
         select(
             RewardBacklog,
@@ -129,9 +112,6 @@ async def load_purses(
                 row.id,
             )
         )
-    live: dict[str, set[tuple[str, int]]] = {}
-    for row in await connection.execute(_live_levels(program_id, users)):
-        live.setdefault(row.user_id, set()).add((row.threshold_id, row.level))
     return {
         user_id: Purse(
             available=available[user_id],
@@ -143,9 +123,11 @@ async def load_purses(
     }
 
 
-def _live_levels(program_id: str, users: list[str]) -> Select[str, str, int]:
-    """(user, threshold, level) of the live rewards above the user's lifetime total (a
-    crossing reaches those) or inside one of the user's backlog ranges."""
+def _rewards(program_id: str, users: list[str], *, limit: int) -> Select[Any]:
+    """The users' rewards funding reads, in id order: the first ``limit`` waiting ones of
+    each (``awaiting``, numbered ``n``), and the live ones above the user's lifetime
+    total (a crossing reaches those) or inside one of the user's backlog ranges
+    (``reachable``)."""
     owed = aliased(RewardBacklog)
     in_backlog = exists().where(
         owed.program_id == Reward.program_id,
@@ -154,8 +136,27 @@ def _live_levels(program_id: str, users: list[str]) -> Select[str, str, int]:
         Reward.level > owed.after_level,
         Reward.level <= owed.through,
     )
-    return (
-        select(Reward.user_id, Reward.threshold_id, Reward.level)
+    awaiting = Reward.status == RewardStatus.AWAITING_POINTS
+    reachable = and_(
+        Reward.status != RewardStatus.CANCELLED,
+        or_(Reward.level > UserBalance.lifetime_earned, in_backlog),
+    )
+    ranked = (
+        select(
+            Reward.user_id,
+            Reward.id,
+            Reward.threshold_id,
+            Reward.level,
+            Reward.points_cost,
+            Reward.mode,
+            Reward.amount,
+            Reward.currency,
+            awaiting.label("awaiting"),
+            reachable.label("reachable"),
+            func.row_number()
+            .over(partition_by=(Reward.user_id, Reward.status), order_by=Reward.id)
+            .label("n"),
+        )
         .join(
             UserBalance,
             and_(
@@ -163,12 +164,13 @@ def _live_levels(program_id: str, users: list[str]) -> Select[str, str, int]:
                 UserBalance.user_id == Reward.user_id,
             ),
         )
-        .where(
-            Reward.program_id == program_id,
-            Reward.user_id.in_(users),
-            Reward.status != RewardStatus.CANCELLED,
-            or_(Reward.level > UserBalance.lifetime_earned, in_backlog),
-        )
+        .where(Reward.program_id == program_id, Reward.user_id.in_(users), or_(awaiting, reachable))
+        .subquery()
+    )
+    return (
+        select(ranked)
+        .where(or_(and_(ranked.c.awaiting, ranked.c.n <= limit), ranked.c.reachable))
+        .order_by(ranked.c.user_id, ranked.c.id)
     )
 
 

@@ -107,3 +107,27 @@ async def test_a_backlog_is_expanded_and_funded_within_the_batch(
         assert await verify_balances(session, program.id) == []
     assert len(rows) == len(found)
     assert all(row.after_level < row.through for row in backlog)
+
+
+async def test_a_level_crossed_again_under_a_live_reward_is_not_rewarded_twice(
+    program: ProgramClient, runtime: Runtime
+) -> None:
+    response = await program.put_rules(rules())
+    assert response.status_code == 200, response.text
+    await program.put_user("ann", name="Ann", email="ann@example.com")
+    await program.post_events(deal("e1", 400), deal("e2", 100))  # e2 crosses card 500
+    retracted = await program.request("POST", "/v1/events/e1/retract")
+    assert retracted.status_code == 200, retracted.text
+    # card 500 (e2's) is live and waits again: 100 points no longer cover it.
+    assert [(r["level"], r["status"]) for r in await rewards_of(program)] == [
+        (500, "awaiting_points")
+    ]
+    [again] = await program.post_events(deal("e3", 400))  # back to 500 lifetime points
+    assert [c["level"] for c in again["thresholds_crossed"]] == [500]
+    assert [(r["level"], r["status"], r["event_id"]) for r in await rewards_of(program)] == [
+        (500, "pending", "e2")
+    ]
+    balance = await program.balance("ann")
+    assert (balance["balance"], balance["held"], balance["available"]) == (500, 500, 0)
+    async with runtime.sessions() as session:
+        assert await verify_balances(session, program.id) == []
