@@ -435,6 +435,44 @@ async def test_rebuild_after_losing_redis_gives_identical_boards(
     assert await standings(lb, "global") == [("ann", 70), ("bob", 40), ("cy", 25)]
 
 
+async def test_a_rebuild_of_thousands_of_people_gives_identical_boards(
+    lb: ProgramClient, clock: Clock, runtime: Runtime
+) -> None:
+    # Enough people that the rebuild sends a board in many calls: 3,500 on one total (more
+    # than one call holds), a long tail of distinct totals (many small chunks to merge),
+    # some opted out, two departments, this week and last.
+    people = [
+        {
+            "id": f"p{i:04d}",
+            "name": f"Person {i}",
+            "department": "sales" if i % 3 else "support",
+            "leaderboard_opt_out": i % 97 == 0,
+        }
+        for i in range(4200)
+    ]
+    for start in range(0, len(people), 1000):
+        response = await lb.request("POST", "/v1/users:bulk", json=people[start : start + 1000])
+        assert response.status_code == 200, response.text
+    for day, at in enumerate(("2026-03-10T09:00:00+00:00", "2026-03-17T09:00:00+00:00")):
+        clock.set(at)
+        events = [
+            bonus(person["id"], 50 if i < 3500 else 1 + (i * 7 + day) % 600, at)
+            for i, person in enumerate(people)
+        ]
+        for start in range(0, len(events), 1000):
+            results = await lb.post_events(*events[start : start + 1000])
+            assert {result["status"] for result in results} == {"applied"}
+    await outbox.wait_for_deliveries()
+    live = await dump(runtime, lb.id)
+    everyone = program_keys(runtime, lb.id).board("all", "global").encode()
+    assert len(live["boards"][everyone]) > 4000
+
+    await wipe(runtime, lb.id)
+    report = await rebuild(runtime, lb.id)
+    assert report.postings == 2 * len(people)
+    assert await dump(runtime, lb.id) == live
+
+
 async def test_a_rebuild_includes_what_waits_in_the_outbox_once(
     lb: ProgramClient, clock: Clock, runtime: Runtime
 ) -> None:
