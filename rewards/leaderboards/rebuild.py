@@ -259,11 +259,14 @@ async def rebuild(
             code="rebuild_running",
         )
     writer: ScratchWriter | None = None
+    renewing: asyncio.Task[None] | None = None
     try:
         scratch = keys.scratch(token)
         await scripts.BULK_ZADD.load(rt.redis)  # the writer runs it in pipelines
         writer = ScratchWriter(rt.redis, scratch)
-        lock = LockRenewal(rt.redis, keys.rebuilding, token, lock_ms)
+        renewing = asyncio.create_task(
+            LockRenewal(rt.redis, keys.rebuilding, token, lock_ms).keep()
+        )
         async with rt.engine.connect() as connection:
             postgres = dialect_name(connection) == "postgresql"
             if postgres:
@@ -289,11 +292,9 @@ async def rebuild(
                 )
                 live = [period.id for period in periods if period.kind is not PeriodKind.all]
                 if postgres:
-                    await _bulk_postgres(
-                        connection, writer, program_id, live, report, progress, lock
-                    )
+                    await _bulk_postgres(connection, writer, program_id, live, report, progress)
                 else:
-                    await _score_here(connection, writer, program_id, live, report, progress, lock)
+                    await _score_here(connection, writer, program_id, live, report, progress)
         await writer.send(everything=True)
         write_done = time.perf_counter()
         report.timings["finish writes"] = write_done - started - sum(report.timings.values())
@@ -312,6 +313,8 @@ async def rebuild(
             await rt.redis.zrem(keys.applied, *pending)
         report.timings["swap"] = time.perf_counter() - write_done
     finally:
+        if renewing is not None:
+            renewing.cancel()
         if writer is not None and writer.sending is not None:
             writer.sending.cancel()
         await scripts.RELEASE(rt.redis, [keys.rebuilding], [token])
@@ -321,18 +324,22 @@ async def rebuild(
 
 @dataclass
 class LockRenewal:
-    """Renews the rebuild's lock every ``RENEW_EVERY`` seconds while it works."""
+    """Renews the rebuild's lock every ``RENEW_EVERY`` seconds while it works, from a
+    task of its own: the database may work on one statement for minutes with nothing
+    coming back meanwhile (a 10M-posting rebuild on a busy machine lost its lock so)."""
 
     redis: RedisClient
     key: str
     token: str
     lock_ms: int
-    renewed: float = field(default_factory=time.monotonic)
+    every: float = RENEW_EVERY
 
-    async def renew(self) -> None:
-        if time.monotonic() - self.renewed > RENEW_EVERY:
-            await scripts.RENEW(self.redis, [self.key], [self.token, self.lock_ms])
-            self.renewed = time.monotonic()
+    async def keep(self) -> None:
+        """Renew until cancelled, or until the lock is no longer this rebuild's."""
+        while True:
+            await asyncio.sleep(self.every)
+            if not await scripts.RENEW(self.redis, [self.key], [self.token, self.lock_ms]):
+                return  # lost: the swap will say so
 
 
 async def _score_here(
@@ -342,7 +349,6 @@ async def _score_here(
     live: list[str],
     report: RebuildReport,
     progress: Progress | None,
-    lock: LockRenewal,
 ) -> None:
     """Stream the grouped postings and score them in this process (SQLite)."""
     mark = time.perf_counter()
@@ -370,7 +376,6 @@ async def _score_here(
             if progress is not None:
                 progress(read)
         await writer.send()
-        await lock.renew()
     await writer.send(everything=True)
     await _write_directory(writer.redis, writer.scratch, people, seen)
     report.timings["read postings, score"] = time.perf_counter() - mark
@@ -456,7 +461,6 @@ async def _bulk_postgres(
     live: list[str],
     report: RebuildReport,
     progress: Progress | None,
-    lock: LockRenewal,
 ) -> None:
     """Score in the database and pass its payloads to Redis; see the module docstring."""
     mark = time.perf_counter()
@@ -494,7 +498,6 @@ async def _bulk_postgres(
                 else writer.scratch.board(period_id, board)
             )
             chunks.append((key, -points, members, entries))
-        await lock.renew()
     # Best first on every board (ascending score is descending points).
     chunks.sort(key=lambda chunk: chunk[:2])
     merged = _Merger(ttl)
@@ -503,7 +506,6 @@ async def _bulk_postgres(
         if len(merged.commands) >= PIPELINE_COMMANDS:
             await writer.wait()
             writer.sending = asyncio.create_task(writer._execute(merged.take()))
-            await lock.renew()
     del chunks
     await writer.wait()
     await writer._execute(merged.take(everything=True))

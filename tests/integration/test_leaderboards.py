@@ -21,7 +21,7 @@ from rewards.exposition import outbox_state
 from rewards.leaderboards import outbox, scripts
 from rewards.leaderboards.directory import refresh_users
 from rewards.leaderboards.keys import program_keys
-from rewards.leaderboards.rebuild import rebuild
+from rewards.leaderboards.rebuild import LockRenewal, rebuild
 from rewards.leaderboards.snapshots import snapshot_closed_periods
 from rewards.runtime import Runtime
 from rewards.services.events import ingest, parse_batch
@@ -471,6 +471,23 @@ async def test_a_rebuild_of_thousands_of_people_gives_identical_boards(
     report = await rebuild(runtime, lb.id)
     assert report.postings == 2 * len(people)
     assert await dump(runtime, lb.id) == live
+
+
+async def test_the_rebuild_lock_is_renewed_while_the_database_works(runtime: Runtime) -> None:
+    # A rebuild renews its lock from a task of its own, so a long database statement
+    # (minutes, at 10M postings) does not let it lapse; it stops once the lock is not its own.
+    key = f"{runtime.settings.redis_prefix}:test-lock:{next(_ids)}"
+    await runtime.redis.set(key, "mine", px=300)
+    renewal = LockRenewal(runtime.redis, key, "mine", lock_ms=300, every=0.05)
+    keeping = asyncio.create_task(renewal.keep())
+    try:
+        await asyncio.sleep(0.9)  # three times the lock's life
+        assert await runtime.redis.get(key) == b"mine"
+        await runtime.redis.set(key, "another rebuild's", px=300)
+        await asyncio.wait_for(keeping, timeout=5)  # it stands down
+    finally:
+        keeping.cancel()
+        await runtime.redis.delete(key)
 
 
 async def test_a_rebuild_includes_what_waits_in_the_outbox_once(
