@@ -186,19 +186,25 @@ async def around(
     board = check_board(context, board)
     chosen = check_period(period, now=now, tz=context.tz)
     keys = program_keys(rt, program_id)
-    rank, total, first, rows, names, known, rebuilding = await scripts.AROUND(
+    found = await scripts.AROUND(
         rt.redis,
-        [keys.board(chosen.id, board), keys.names, keys.rebuilding, keys.generation],
-        [user_id, k],
+        [
+            keys.board(chosen.id, board),
+            keys.names,
+            keys.rebuilding,
+            keys.generation,
+            keys.hidden_board(chosen.id, board),
+        ],
+        [user_id, k, int(own_standing)],
     )
-    if rank < 0 and not known:
+    rank, total, first, rows, names, known, rebuilding = found[:7]
+    if rank == -1 and not known:
         await _check_user(rt, program_id, user_id)
     page = entries(rows, names, first)
     mine = next((entry for entry in page if entry["user_id"] == user_id), None)
-    if rank < 0 and known and own_standing:  # opted out: where they would stand, unseen
-        found = await standing.around(rt, keys, user_id, chosen.id, board, k)
-        if found is not None:
-            mine, page = found[0], entries(*found[1:])
+    if rank == -2:  # opted out, asking for their own standing: where they would be, unseen
+        above, score = found[7:]
+        mine = {"rank": above + 1, "points": decode_score(float(score))[0]}
     return {
         "board": board,
         **period_view(chosen, context.tz, now),

@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+import orjson
+from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from engine.boards import boards_for, booking_periods, reversal_periods
+from rewards.db.dialect import dialect_name
 from rewards.db.leaderboard_models import LeaderboardOutbox, LeaderboardPosting
 from rewards.db.models import LedgerEntry, User
 from rewards.lifecycle import expire_key
@@ -159,27 +161,39 @@ async def post_reversals(
     reversals = [reversal for reversal in reversals if reversal.points]
     if not reversals:
         return None
+    # The earnings and their earners' names and opt-outs in one round trip (a reversal's
+    # user is its earning's user).
     found = await bind.execute(
         select(
             LeaderboardPosting.dedupe_key,
             LeaderboardPosting.boards,
             LeaderboardPosting.week,
             LeaderboardPosting.month,
-        ).where(
+            User.name,
+            User.off_boards,
+        )
+        .select_from(LeaderboardPosting)
+        .outerjoin(
+            User,
+            (User.program_id == LeaderboardPosting.program_id)
+            & (User.id == LeaderboardPosting.user_id),
+        )
+        .where(
             LeaderboardPosting.program_id == context.id,
             LeaderboardPosting.dedupe_key.in_({r.earning_key for r in reversals}),
         )
     )
-    earnings = {key: (tuple(boards), week, month) for key, boards, week, month in found}
-    users = await _people(bind, context.id, {reversal.user_id for reversal in reversals})
+    earnings = {
+        key: (tuple(boards), week, month, name, bool(off))
+        for key, boards, week, month, name, off in found
+    }
     postings = []
     for reversal in reversals:
         earning = earnings.get(reversal.earning_key)
         if earning is None:
             continue
-        boards, earned_week, earned_month = earning
+        boards, earned_week, earned_month, name, opted_out = earning
         week, month = reversal_periods((earned_week, earned_month), now, context.tz)
-        user = users.get(reversal.user_id)
         postings.append(
             Posting(
                 key=reversal.key,
@@ -189,8 +203,8 @@ async def post_reversals(
                 boards=boards,
                 week=week,
                 month=month,
-                name=user.name if user else None,
-                opted_out=bool(user and user.leaderboard_opt_out),
+                name=name,
+                opted_out=opted_out,
             )
         )
     return await _record(bind, context, postings, now=now)
@@ -213,13 +227,60 @@ async def _people(bind: Bind, program_id: str, user_ids: Iterable[str]) -> dict[
     return {row.id: row for row in rows}
 
 
+# PostgreSQL: the postings (one row per array element) and their outbox row in one
+# statement, one round trip, instead of a statement per posting and one more for the
+# outbox. A data-modifying WITH always runs to completion.
+_RECORD_PG = text(
+    """
+WITH posted AS (
+  INSERT INTO leaderboard_postings
+    (program_id, dedupe_key, user_id, points, posted_at, boards, week, month)
+  SELECT :program, k, u, p, a, b::jsonb, w, m
+  FROM unnest(CAST(:keys AS text[]), CAST(:users AS text[]), CAST(:points AS bigint[]),
+              CAST(:ats AS timestamptz[]), CAST(:boards AS text[]), CAST(:weeks AS text[]),
+              CAST(:months AS text[])) AS t(k, u, p, a, b, w, m)
+)
+INSERT INTO leaderboard_outbox (id, program_id, created_at, payload)
+VALUES (:id, :program, :now, CAST(:payload AS jsonb))
+"""
+)
+
+
 async def _record(
     bind: Bind, context: ProgramContext, postings: list[Posting], *, now: datetime
 ) -> Batch | None:
     if not postings:
         return None
+    batch = Batch(
+        id=uuid.uuid4().hex,
+        program_id=context.id,
+        timezone=context.tz.key,
+        postings=tuple(postings),
+    )
     # Plain inserts: the ledger rows with these dedupe keys were inserted in this same
     # transaction, so a posting cannot exist already (if it did, this fails loudly).
+    if dialect_name(bind) == "postgresql":
+        boards: dict[tuple[str, ...], str] = {}
+        for posting in postings:
+            if posting.boards not in boards:
+                boards[posting.boards] = orjson.dumps(list(posting.boards)).decode()
+        await bind.execute(
+            _RECORD_PG,
+            {
+                "program": context.id,
+                "keys": [posting.key for posting in postings],
+                "users": [posting.user_id for posting in postings],
+                "points": [posting.points for posting in postings],
+                "ats": [posting.at for posting in postings],
+                "boards": [boards[posting.boards] for posting in postings],
+                "weeks": [posting.week for posting in postings],
+                "months": [posting.month for posting in postings],
+                "id": batch.id,
+                "now": now,
+                "payload": orjson.dumps(batch.to_json()).decode(),
+            },
+        )
+        return batch
     await bind.execute(
         insert(LeaderboardPosting),
         [
@@ -235,12 +296,6 @@ async def _record(
             }
             for posting in postings
         ],
-    )
-    batch = Batch(
-        id=uuid.uuid4().hex,
-        program_id=context.id,
-        timezone=context.tz.key,
-        postings=tuple(postings),
     )
     await bind.execute(
         insert(LeaderboardOutbox).values(

@@ -172,25 +172,44 @@ return {redis.call('ZCARD', KEYS[1]), rows, names, rebuilding(KEYS[3], KEYS[4])}
 """
 )
 
-# A user and up to k ranks either side. KEYS: board, names, rebuilding, generation.
-# ARGV: user, k. Returns {rank or -1, size, first, {user, score, ...}, {name, ...},
-# known (0/1), rebuilding (0/1)}.
+# A user and up to k ranks either side, in one round trip. KEYS: board, names,
+# rebuilding, generation, the board's hidden twin. ARGV: user, k, own (1: the user asks
+# for their own standing). Returns {rank or -1, size, first, {user, score, ...},
+# {name, ...}, known (0/1), rebuilding (0/1)}; and when ``own`` and the user opted out
+# (on the twin, not the board): rank -2, the visible people k ranks either side of where
+# they would stand, and two more items: how many visible people rank above them, and
+# their score.
 AROUND = Script(
     REBUILDING
     + """
+local function named(rows)
+  local users = {}
+  for i = 1, #rows, 2 do users[#users + 1] = rows[i] end
+  if #users == 0 then return {} end
+  return redis.call('HMGET', KEYS[2], unpack(users))
+end
 local size = redis.call('ZCARD', KEYS[1])
 local rank = redis.call('ZRANK', KEYS[1], ARGV[1])
 local busy = rebuilding(KEYS[3], KEYS[4])
-if not rank then
-  return {-1, size, 0, {}, {}, redis.call('HEXISTS', KEYS[2], ARGV[1]), busy}
-end
 local k = tonumber(ARGV[2])
+if not rank then
+  local known = redis.call('HEXISTS', KEYS[2], ARGV[1])
+  local score = false
+  if ARGV[3] == '1' and known == 1 then score = redis.call('ZSCORE', KEYS[5], ARGV[1]) end
+  if not score then return {-1, size, 0, {}, {}, known, busy} end
+  local above = redis.call('ZCOUNT', KEYS[1], '-inf', '(' .. score)
+  local first = above - k
+  if first < 0 then first = 0 end
+  local rows = {}
+  if above + k - 1 >= first then
+    rows = redis.call('ZRANGE', KEYS[1], first, above + k - 1, 'WITHSCORES')
+  end
+  return {-2, size, first, rows, named(rows), 1, busy, above, score}
+end
 local first = rank - k
 if first < 0 then first = 0 end
 local rows = redis.call('ZRANGE', KEYS[1], first, rank + k, 'WITHSCORES')
-local users = {}
-for i = 1, #rows, 2 do users[#users + 1] = rows[i] end
-return {rank, size, first, rows, redis.call('HMGET', KEYS[2], unpack(users)), 1, busy}
+return {rank, size, first, rows, named(rows), 1, busy}
 """
 )
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from engine.boards import decode_score
 from rewards.leaderboards.keys import ProgramKeys
-from rewards.leaderboards.scripts import PAGE, Script
+from rewards.leaderboards.scripts import Script
 from rewards.runtime import Runtime
 
 # KEYS: pairs of (board, hidden twin). ARGV: user.
@@ -58,21 +58,3 @@ async def standings(
             }
         )
     return out
-
-
-async def around(
-    rt: Runtime, keys: ProgramKeys, user_id: str, period_id: str, board: str, k: int
-) -> tuple[dict[str, Any], list[bytes], list[bytes | None], int] | None:
-    """For around-me: the would-be standing, and the visible people ``k`` ranks either
-    side of it (the person is not among them) as the PAGE script gives them, with the
-    position of the first. None when they have no points there."""
-    [own] = await standings(rt, keys, user_id, [(period_id, board)])
-    if own["rank"] is None:
-        return None
-    start = max(0, own["rank"] - 1 - k)
-    _, rows, names, _ = await PAGE(
-        rt.redis,
-        [keys.board(period_id, board), keys.names, keys.rebuilding, keys.generation],
-        [start, own["rank"] + k - 2],
-    )
-    return own, rows, names, start

@@ -21,7 +21,7 @@ from rewards.exposition import outbox_state
 from rewards.leaderboards import outbox, scripts
 from rewards.leaderboards.directory import refresh_users
 from rewards.leaderboards.keys import program_keys
-from rewards.leaderboards.rebuild import rebuild
+from rewards.leaderboards.rebuild import LockRenewal, rebuild
 from rewards.leaderboards.snapshots import snapshot_closed_periods
 from rewards.runtime import Runtime
 from rewards.services.events import ingest, parse_batch
@@ -433,6 +433,61 @@ async def test_rebuild_after_losing_redis_gives_identical_boards(
     await rebuild(runtime, lb.id)
     assert await dump(runtime, lb.id) == live
     assert await standings(lb, "global") == [("ann", 70), ("bob", 40), ("cy", 25)]
+
+
+async def test_a_rebuild_of_thousands_of_people_gives_identical_boards(
+    lb: ProgramClient, clock: Clock, runtime: Runtime
+) -> None:
+    # Enough people that the rebuild sends a board in many calls: 3,500 on one total (more
+    # than one call holds), a long tail of distinct totals (many small chunks to merge),
+    # some opted out, two departments, this week and last.
+    people = [
+        {
+            "id": f"p{i:04d}",
+            "name": f"Person {i}",
+            "department": "sales" if i % 3 else "support",
+            "leaderboard_opt_out": i % 97 == 0,
+        }
+        for i in range(4200)
+    ]
+    for start in range(0, len(people), 1000):
+        response = await lb.request("POST", "/v1/users:bulk", json=people[start : start + 1000])
+        assert response.status_code == 200, response.text
+    for day, at in enumerate(("2026-03-10T09:00:00+00:00", "2026-03-17T09:00:00+00:00")):
+        clock.set(at)
+        events = [
+            bonus(person["id"], 50 if i < 3500 else 1 + (i * 7 + day) % 600, at)
+            for i, person in enumerate(people)
+        ]
+        for start in range(0, len(events), 1000):
+            results = await lb.post_events(*events[start : start + 1000])
+            assert {result["status"] for result in results} == {"applied"}
+    await outbox.wait_for_deliveries()
+    live = await dump(runtime, lb.id)
+    everyone = program_keys(runtime, lb.id).board("all", "global").encode()
+    assert len(live["boards"][everyone]) > 4000
+
+    await wipe(runtime, lb.id)
+    report = await rebuild(runtime, lb.id)
+    assert report.postings == 2 * len(people)
+    assert await dump(runtime, lb.id) == live
+
+
+async def test_the_rebuild_lock_is_renewed_while_the_database_works(runtime: Runtime) -> None:
+    # A rebuild renews its lock from a task of its own, so a long database statement
+    # (minutes, at 10M postings) does not let it lapse; it stops once the lock is not its own.
+    key = f"{runtime.settings.redis_prefix}:test-lock:{next(_ids)}"
+    await runtime.redis.set(key, "mine", px=300)
+    renewal = LockRenewal(runtime.redis, key, "mine", lock_ms=300, every=0.05)
+    keeping = asyncio.create_task(renewal.keep())
+    try:
+        await asyncio.sleep(0.9)  # three times the lock's life
+        assert await runtime.redis.get(key) == b"mine"
+        await runtime.redis.set(key, "another rebuild's", px=300)
+        await asyncio.wait_for(keeping, timeout=5)  # it stands down
+    finally:
+        keeping.cancel()
+        await runtime.redis.delete(key)
 
 
 async def test_a_rebuild_includes_what_waits_in_the_outbox_once(
