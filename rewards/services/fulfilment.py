@@ -42,7 +42,14 @@ from rewards.gifq import (
     PayoutRecipientRequest,
 )
 from rewards.gifq.client import http_client
-from rewards.gifq.limiter import DEFAULT_RESERVE, GifqRateLimiter, Lane, RateLimit, limiter_key
+from rewards.gifq.limiter import (
+    DEFAULT_RESERVE,
+    Gates,
+    GifqRateLimiter,
+    Lane,
+    RateLimit,
+    limiter_key,
+)
 from rewards.lifecycle import TO_SEND, LedgerKind, RewardStatus, move
 from rewards.program_context import program_settings
 from rewards.program_settings import ProgramSettings
@@ -112,7 +119,10 @@ def rate_limiter(rt: Runtime, api_token: str, lane: Lane = Lane.READ) -> GifqRat
     limit = max(1, rt.settings.gifq_requests_per_second)
     rate = RateLimit(limit=limit, reserve=min(DEFAULT_RESERVE, limit - 1))
     key = limiter_key(rt.settings.redis_prefix, api_token)
-    return GifqRateLimiter(rt.redis, key=key, rate=rate, lane=lane)
+    gates = rt.gifq_gates.get(key)
+    if gates is None:
+        gates = rt.gifq_gates[key] = Gates()
+    return GifqRateLimiter(rt.redis, key=key, rate=rate, lane=lane, gates=gates)
 
 
 def callback_for(reward_id: int, callback_url: str | None) -> str | None:
