@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from typing import Any
 
@@ -19,6 +20,7 @@ from rewards.gifq.limiter import Gates, GifqRateLimiter, Lane, RateLimit, limite
 from rewards.redis_client import connect as redis_client
 from rewards.runtime import Runtime
 from rewards.services.fulfilment import fulfil
+from rewards.services.tracking import REFETCH_INTERVAL
 from tests.integration.test_fulfilment import (
     World,
     connect,
@@ -120,12 +122,17 @@ async def test_fifty_webhooks_for_one_order_cause_a_few_fetches(
         async with gate:
             return await post(world, body, **{"X-Gifq-Delivery": f"burst-{n}"})
 
+    started = time.monotonic()
     answers = await asyncio.gather(*(one(n) for n in range(50)))
     assert {(r.status_code, r.json()["status"]) for r in answers} == {(200, "accepted")}
     await webhooks_processed(runtime, world.program.id)
+    took = time.monotonic() - started
     after = await world.sandbox.control.requests()
     fetches = after.get(path, 0) - before.get(path, 0)
-    assert 1 <= fetches <= 5, fetches
+    # Coalesced: one fetch, then at most one per REFETCH_INTERVAL while signals keep
+    # coming (a few on a quiet machine; a busy one stretches the burst, not the rule).
+    assert 1 <= fetches <= 2 + took / REFETCH_INTERVAL, (fetches, took)
+    assert fetches <= 25, fetches  # fifty signals, far fewer fetches
     assert after.get("429", 0) == before.get("429", 0)  # the shared limiter kept us under
     rows = await inbox(runtime, world.program.id)
     assert len(rows) == 50 and {row.outcome for row in rows} == {"applied"}
