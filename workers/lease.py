@@ -92,6 +92,13 @@ class LeasedWorker(Worker):
         if self.wake_key is None or seconds < BURST_POLL_SECONDS:
             await asyncio.sleep(seconds)
             return
+        if self.job_counter >= self.max_jobs:
+            # Full: queued jobs wait for a free slot, not for a wake (one may have come
+            # already); look again as soon as a running job ends.
+            running = [task for task in self.tasks.values() if not task.done()]
+            if running:
+                await asyncio.wait(running, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+                return
         try:
             # Redis 6+ takes a fractional timeout (redis-py's blpop types it as int).
             await self.pool.execute_command(  # type: ignore[no-untyped-call]
