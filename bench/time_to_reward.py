@@ -376,10 +376,10 @@ async def main(args: argparse.Namespace) -> None:
                 await delete_keys(redis_url, prefix)
 
 
-def engine_cpu(port: int, pids: list[int]) -> float:
-    """CPU seconds used so far by the engine: the server (with its children) and ``pids``
+def engine_cpu(port: int, pids: list[int]) -> tuple[float, float]:
+    """CPU seconds used so far by the engine: the server (with its children), and ``pids``
     (the worker process). The GIFQ sandbox runs in this process and is not counted."""
-    return server_cpu(port) + sum(process_cpu(pid) for pid in pids)
+    return server_cpu(port), sum(process_cpu(pid) for pid in pids)
 
 
 async def measure(
@@ -446,12 +446,14 @@ async def measure(
         cpu = engine_cpu(int(port), pids)
         measured = await drive(range(args.warmup, total))
         # Rewards still in flight at the end are a few out of hundreds: counted as done.
-        cpu = engine_cpu(int(port), pids) - cpu
+        api, beside = (b - a for a, b in zip(cpu, engine_cpu(int(port), pids), strict=True))
         for line in report(measured):
             print(line)
+        per = 1000 / max(1, len(measured))
+        split = f" (API {per * api:.1f} + worker {per * beside:.1f})" if pids else ""
         print(
             f"engine CPU (API process{' and worker' if pids else ''}, /proc utime+stime): "
-            f"{1000 * cpu / max(1, len(measured)):.1f} ms per reward "
+            f"{per * (api + beside):.1f} ms per reward{split} "
             f"(load average {', '.join(f'{x:.2f}' for x in os.getloadavg())})"
         )
         await sanity(base, headers, f"u{total - 1}")

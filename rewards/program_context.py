@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
@@ -15,6 +16,7 @@ from sqlalchemy.orm import aliased
 
 from rewards.compile import cache_ruleset, compile_challenges, compile_rules, off_loop
 from rewards.db.engagement_models import ChallengeSetVersion
+from rewards.db.engine import read_only
 from rewards.db.models import Program, RuleSetVersion
 from rewards.errors import NotFound
 from rewards.program_settings import DEFAULT_MAX_POINTS_PER_EVENT, ProgramSettings
@@ -22,6 +24,8 @@ from rewards.runtime import Runtime
 from rules import RuleSet
 from rules.challenges import ChallengeSet
 from rules.tenure import DEFAULT_TENURE_BANDS, TenureBand
+
+MAX_CACHED_SETTINGS = 10_000  # programs' settings kept in memory per process
 
 
 @dataclass(frozen=True)
@@ -117,3 +121,29 @@ async def _ruleset(
     ruleset = await off_loop(compile_rules, source)
     cache_ruleset(rt, program_id, version, ruleset)
     return ruleset
+
+
+async def program_settings(
+    rt: Runtime, program_id: str, *, connection: AsyncConnection | None = None
+) -> dict[str, Any] | None:
+    """The program's settings, or ``None`` when there is no such program; cached per
+    process like the program's context (``REWARDS_PROGRAM_CACHE_SECONDS``), so a changed
+    secret applies within that time. ``connection``: read through it on a miss (a caller
+    inside a transaction must not wait for a second pooled connection)."""
+    cached = rt.program_settings.get(program_id)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    query = select(Program.settings).where(Program.id == program_id)
+    if connection is not None:
+        row = (await connection.execute(query)).first()
+    else:
+        async with read_only(rt.engine) as reader:
+            row = (await reader.execute(query)).first()
+    settings = None if row is None else dict(row.settings or {})
+    if len(rt.program_settings) > MAX_CACHED_SETTINGS:
+        rt.program_settings.clear()  # unknown program ids must not grow it without bound
+    rt.program_settings[program_id] = (
+        time.monotonic() + rt.settings.program_cache_seconds,
+        settings,
+    )
+    return settings

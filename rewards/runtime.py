@@ -88,6 +88,9 @@ class Runtime:
     # GIFQ connection pools (httpx clients) by (base URL, token digest), shared by every
     # job of this process; see rewards.services.fulfilment.GifqSettings.client
     gifq_pools: dict[tuple[str, str], Any] = field(default_factory=dict)
+    # GIFQ rate limiters' local queues (rewards.gifq.limiter.Gates) by limiter key: in one
+    # process, one waiting caller per token and lane asks Redis; see services.fulfilment
+    gifq_gates: dict[str, Any] = field(default_factory=dict)
     # Event ingestion (group commit), built where the runtime is assembled:
     # rewards.assembly.open_app_runtime.
     group_commit: Ingestion = field(default_factory=lambda: NotAssembled())

@@ -28,7 +28,7 @@ from sqlalchemy import select
 from rewards.db.models import Program
 from rewards.instruments import counted
 from rewards.leaderboards import directory, healing, outbox, snapshots
-from rewards.queue import queue_name
+from rewards.queue import queue_name, wake_key
 from rewards.redis_server import arq_settings
 from rewards.runtime import Runtime
 from rewards.services.ledger import expire_due
@@ -138,9 +138,10 @@ def build_worker(rt: Runtime, *, handle_signals: bool, burst: bool = False) -> W
         # No job result is ever read; a kept one would block a job id (``<prefix>:reward:<id>``)
         # from being queued again for its lifetime.
         keep_result=0,
-        # arq polls its queue (ZRANGEBYSCORE) rather than blocking on it, so a reward's job
-        # waits up to poll_delay before it starts: arq's 0.5 s default made time-to-reward
-        # ~500 ms at p50 (bench/time_to_reward.py). 10 ms waits 5 ms on average; the price
-        # is ~100 polls/s when idle, about 5% of a core per worker process (0.1% at 0.5 s).
-        poll_delay=0.01,
+        # arq polls its queue (ZRANGEBYSCORE) every poll_delay; between polls this worker
+        # blocks on the wake list every enqueue pushes to (rewards.queue), so a reward's job
+        # starts at once. Polling every 10 ms instead cost an idle worker ~5% of a core.
+        # Jobs queued without a wake (the sweeper's, arq's deferred retries) wait <= 0.5 s.
+        poll_delay=0.5,
+        wake_key=wake_key(rt.settings),
     )

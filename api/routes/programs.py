@@ -100,6 +100,7 @@ async def put_settings(
     view = await update_settings(session, principal.program_id, data)
     await audit.record_settings(session, principal.program_id, before, view, at=rt.clock())
     rt.programs.pop(principal.program_id, None)  # max_points_per_event is in the context
+    rt.program_settings.pop(principal.program_id, None)  # GIFQ's and the sources' settings
     tokens.forget_keys(rt, principal.program_id)  # this process at once; others within the cache
     return view
 

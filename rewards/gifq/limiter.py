@@ -15,6 +15,12 @@ GIFQ's size and rate can refuse. Two lanes:
 
 If Redis cannot be reached the limiter lets the call through (logged): GIFQ's own 429,
 which the client retries after ``Retry-After``, is the backstop.
+
+Within a process, callers of one token and lane that must wait queue on a local gate
+(``Gates``): only the first asks Redis, sleeps until a slot frees and asks again; the rest
+wait their turn without a round trip. Without it, every waiting job asked Redis after each
+wait: at GIFQ's 10 requests/s with rewards arriving faster, the limiter's script became
+the engine's busiest call (about 31% of a profile's samples) while granting nothing more.
 """
 
 from __future__ import annotations
@@ -92,21 +98,42 @@ class RateLimit:
             raise ValueError("RateLimit needs window > 0 and margin >= 0")
 
 
+class Gates:
+    """A process's local queues in front of one token's limiter, one per lane (FIFO, as
+    ``asyncio.Lock`` wakes its waiters in order). Keep one per token and event loop."""
+
+    def __init__(self) -> None:
+        self._locks = {lane: asyncio.Lock() for lane in Lane}
+
+    def __getitem__(self, lane: Lane) -> asyncio.Lock:
+        return self._locks[lane]
+
+
 class GifqRateLimiter:
     """The shared limiter of one GIFQ token. ``await limiter.acquire(lane)`` waits for a
-    slot; ``try_acquire`` only asks (for tests and callers that would rather defer)."""
+    slot; ``try_acquire`` only asks (for tests and callers that would rather defer).
+    ``gates``: the process's local queues for this token (one Redis asker per lane)."""
 
     def __init__(
-        self, redis: RedisClient, *, key: str, rate: RateLimit = RateLimit(), lane: Lane = Lane.READ
+        self,
+        redis: RedisClient,
+        *,
+        key: str,
+        rate: RateLimit = RateLimit(),
+        lane: Lane = Lane.READ,
+        gates: Gates | None = None,
     ) -> None:
         self._redis = redis
         self._key = key
         self._rate = rate
         self.lane = lane
+        self._gates = gates
         self._script = redis.register_script(_SCRIPT)  # type: ignore[misc]  # typed for Redis only
 
     def with_lane(self, lane: Lane) -> GifqRateLimiter:
-        return GifqRateLimiter(self._redis, key=self._key, rate=self._rate, lane=lane)
+        return GifqRateLimiter(
+            self._redis, key=self._key, rate=self._rate, lane=lane, gates=self._gates
+        )
 
     async def try_acquire(self, lane: Lane | None = None, *, now_ms: int | None = None) -> float:
         """Take a slot: 0.0 when granted, else the seconds to wait before asking again."""
@@ -126,7 +153,24 @@ class GifqRateLimiter:
     async def acquire(self, lane: Lane | None = None) -> int | None:
         """Wait until a slot is ours (at most ``MAX_WAIT`` seconds in all). Returns when
         it was granted (ms on Redis's clock); None when it went through ungranted."""
-        waited = 0.0
+        lane = lane or self.lane
+        if self._gates is None:
+            return await self._acquire(lane, waited=0.0)
+        gate = self._gates[lane]
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            async with asyncio.timeout(MAX_WAIT):
+                await gate.acquire()
+        except TimeoutError:
+            log.warning("GIFQ rate limiter: waited %.0fs in line, sending anyway", MAX_WAIT)
+            return None
+        try:
+            return await self._acquire(lane, waited=loop.time() - started)
+        finally:
+            gate.release()
+
+    async def _acquire(self, lane: Lane, *, waited: float) -> int | None:
         while True:
             try:
                 wait, at = await self._ask(lane, None)

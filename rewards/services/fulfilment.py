@@ -29,7 +29,7 @@ from uuid import UUID
 
 from sqlalchemy import select
 
-from rewards.db.models import Program, User
+from rewards.db.models import User
 from rewards.db.reward_models import Reward
 from rewards.gifq import (
     GifqClient,
@@ -42,8 +42,16 @@ from rewards.gifq import (
     PayoutRecipientRequest,
 )
 from rewards.gifq.client import http_client
-from rewards.gifq.limiter import DEFAULT_RESERVE, GifqRateLimiter, Lane, RateLimit, limiter_key
+from rewards.gifq.limiter import (
+    DEFAULT_RESERVE,
+    Gates,
+    GifqRateLimiter,
+    Lane,
+    RateLimit,
+    limiter_key,
+)
 from rewards.lifecycle import TO_SEND, LedgerKind, RewardStatus, move
+from rewards.program_context import program_settings
 from rewards.program_settings import ProgramSettings
 from rewards.runtime import Runtime
 from rewards.services.alerts import raise_alert
@@ -111,7 +119,10 @@ def rate_limiter(rt: Runtime, api_token: str, lane: Lane = Lane.READ) -> GifqRat
     limit = max(1, rt.settings.gifq_requests_per_second)
     rate = RateLimit(limit=limit, reserve=min(DEFAULT_RESERVE, limit - 1))
     key = limiter_key(rt.settings.redis_prefix, api_token)
-    return GifqRateLimiter(rt.redis, key=key, rate=rate, lane=lane)
+    gates = rt.gifq_gates.get(key)
+    if gates is None:
+        gates = rt.gifq_gates[key] = Gates()
+    return GifqRateLimiter(rt.redis, key=key, rate=rate, lane=lane, gates=gates)
 
 
 def callback_for(reward_id: int, callback_url: str | None) -> str | None:
@@ -148,11 +159,12 @@ async def fulfil(rt: Runtime, reward_id: int) -> str:
         reward = await session.get(Reward, reward_id, with_for_update=True)
         if reward is None or reward.status not in TO_SEND:
             return reward.status if reward is not None else "missing"
-        was, program_id = reward.status, reward.program_id
-        program = await session.get(Program, program_id)
-        settings = (program.settings if program else None) or {}
+        was, program_id, user_id = reward.status, reward.program_id, reward.user_id
+        # Cached per process (REWARDS_PROGRAM_CACHE_SECONDS): no read, no decryption per reward.
+        connection = await session.connection()
+        settings = await program_settings(rt, program_id, connection=connection) or {}
         gifq = GifqSettings.of(settings, callback_url=rt.settings.gifq_callback_url(program_id))
-        user = await session.get(User, (reward.program_id, reward.user_id))
+        user = await session.get(User, (program_id, user_id))
         if gifq is None:
             parked = _park(
                 reward, RewardStatus.ON_HOLD, "GIFQ is not configured for this program", now
@@ -200,7 +212,7 @@ async def fulfil(rt: Runtime, reward_id: int) -> str:
             return await _set(rt, reward_id, RewardStatus.NEEDS_REVIEW, reason, was=was)
         except GifqError as exc:  # a configuration problem (e.g. a bad base URL)
             return await _set(rt, reward_id, RewardStatus.ON_HOLD, f"GIFQ: {exc}", was=was)
-    return await accept(rt, reward_id, order)
+    return await accept(rt, reward_id, order, program_id=program_id, user_id=user_id)
 
 
 def _park(reward: Reward, status: RewardStatus, reason: str, now: datetime) -> str:
@@ -218,8 +230,8 @@ async def _set(rt: Runtime, reward_id: int, status: RewardStatus, reason: str, *
             return reward.status if reward is not None else "missing"
         _park(reward, status, reason, now)
         view, program_id = reward_view(reward), reward.program_id
-        program = await session.get(Program, program_id)
-        settings = (program.settings if program else None) or {}
+        connection = await session.connection()
+        settings = await program_settings(rt, program_id, connection=connection) or {}
     await _alert(was, view, settings, program_id=program_id, now=now)
     return status
 
@@ -240,43 +252,51 @@ async def _alert(
         )
 
 
-async def accept(rt: Runtime, reward_id: int, order: PayoutOrder) -> str:
-    """GIFQ has the order: record it and turn the held points into a ``redeem`` debit."""
-    now = rt.clock()
-    async with rt.sessions() as session, session.begin():
-        found = await session.get(Reward, reward_id)
-        assert found is not None
-        program_id, user_id = found.program_id, found.user_id
-        connection = await session.connection()
-        await lock_people(connection, program_id, {user_id})
-        reward = await session.get(Reward, reward_id, with_for_update=True, populate_existing=True)
-        assert reward is not None
-        if reward.gifq_order_id is not None:
-            return reward.status
-        order_id = str(order.id)
-        taken = await session.scalar(select(Reward.id).where(Reward.gifq_order_id == order_id))
-        if taken is not None:
-            return _park(
-                reward,
-                RewardStatus.NEEDS_REVIEW,
-                f"GIFQ order {order_id} already pays reward {taken}",
-                now,
+async def accept(
+    rt: Runtime, reward_id: int, order: PayoutOrder, *, program_id: str, user_id: str
+) -> str:
+    """GIFQ has the order: record it and turn the held points into a ``redeem`` debit.
+    ``program_id`` and ``user_id``: the reward's as ``fulfil`` read them, for the lock order
+    (balance row, then reward row) without reading the reward twice."""
+    while True:
+        now = rt.clock()
+        async with rt.sessions() as session, session.begin():
+            connection = await session.connection()
+            await lock_people(connection, program_id, {user_id})
+            reward = await session.get(
+                Reward, reward_id, with_for_update=True, populate_existing=True
             )
-        recipient = order.recipients[0] if order.recipients else None
-        reward.gifq_order_id = order_id
-        reward.recipient_id = recipient.id if recipient else None
-        reward.recipient_status = str(recipient.status) if recipient else None
-        reward.fx_fee_amount = str(order.fx_fee_amount)
-        reward.wallet_currency = order.wallet_currency[:3]
-        if recipient is not None and recipient.wallet_amount is not None:
-            reward.wallet_amount = str(recipient.wallet_amount)
-        reward.gifq_request_id = (order.request_id or "")[:100] or None
-        move(reward, RewardStatus.SUBMITTED, now=now)
-        if reward.recipient_status in TERMINAL:
-            move(reward, RewardStatus(reward.recipient_status), now=now)
-        await post_reward_entry(connection, reward, kind=LedgerKind.REDEEM, now=now)
-        await add_to_held(connection, program_id, {user_id: -reward.points_cost})
-        return reward.status
+            assert reward is not None
+            if reward.user_id != user_id:
+                # Erased (renamed to a pseudonym) since: lock that balance row first.
+                user_id = reward.user_id
+                continue
+            if reward.gifq_order_id is not None:
+                return reward.status
+            order_id = str(order.id)
+            taken = await session.scalar(select(Reward.id).where(Reward.gifq_order_id == order_id))
+            if taken is not None:
+                return _park(
+                    reward,
+                    RewardStatus.NEEDS_REVIEW,
+                    f"GIFQ order {order_id} already pays reward {taken}",
+                    now,
+                )
+            recipient = order.recipients[0] if order.recipients else None
+            reward.gifq_order_id = order_id
+            reward.recipient_id = recipient.id if recipient else None
+            reward.recipient_status = str(recipient.status) if recipient else None
+            reward.fx_fee_amount = str(order.fx_fee_amount)
+            reward.wallet_currency = order.wallet_currency[:3]
+            if recipient is not None and recipient.wallet_amount is not None:
+                reward.wallet_amount = str(recipient.wallet_amount)
+            reward.gifq_request_id = (order.request_id or "")[:100] or None
+            move(reward, RewardStatus.SUBMITTED, now=now)
+            if reward.recipient_status in TERMINAL:
+                move(reward, RewardStatus(reward.recipient_status), now=now)
+            await post_reward_entry(connection, reward, kind=LedgerKind.REDEEM, now=now)
+            await add_to_held(connection, program_id, {user_id: -reward.points_cost})
+            return reward.status
 
 
 async def unsent(rt: Runtime) -> list[int]:

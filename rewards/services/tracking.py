@@ -38,7 +38,8 @@ import asyncio
 import hashlib
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -47,9 +48,10 @@ from typing import Any, Final
 
 import orjson
 from sqlalchemy import or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from rewards.db.dialect import insert_for
+from rewards.db.engine import read_only
 from rewards.db.models import Program
 from rewards.db.reward_models import GifqPayout, GifqWebhookEvent, Reward
 from rewards.errors import Unauthenticated
@@ -63,6 +65,7 @@ from rewards.gifq import (
 )
 from rewards.gifq.webhooks import SIGNATURE_HEADER
 from rewards.lifecycle import FINISHED, TRACKED, RewardStatus, move
+from rewards.program_context import program_settings
 from rewards.program_settings import ProgramSettings
 from rewards.runtime import Runtime
 from rewards.services.alerts import raise_alert
@@ -81,7 +84,7 @@ MAX_STORED_BODY: Final = 64 * 1024  # bytes of a webhook body kept in the inbox
 # Coalescing: one fetcher per order at a time, holding this lock (renewed per fetch);
 # webhooks arriving meanwhile set the order's dirty flag and cause one more fetch, no
 # sooner than REFETCH_INTERVAL after the last.
-FETCH_LOCK_SECONDS: Final = 60
+FETCH_LOCK_SECONDS: Final = "60"  # a string: it is passed to the scripts as is
 REFETCH_INTERVAL: Final = 0.5
 MARK_BATCH: Final = 1000
 
@@ -108,13 +111,41 @@ def _advance(reward: Reward, status: str, *, now: datetime) -> bool:
     return True
 
 
-async def _lock_reward(session: AsyncSession, reward_id: int) -> Reward:
+@dataclass(frozen=True)
+class Tracked:
+    """A reward GIFQ has the order of: what a fetch needs to know of it, read once."""
+
+    id: int
+    program_id: str
+    user_id: str
+    payout_type: str
+
+
+_TRACKED_COLUMNS: Final = (Reward.id, Reward.program_id, Reward.user_id, Reward.payout_type)
+
+
+async def _tracked(connection: AsyncConnection, program_id: str, order_id: str) -> Tracked | None:
+    """The reward of this program that GIFQ's order ``order_id`` pays, if any."""
+    row = (
+        await connection.execute(
+            select(*_TRACKED_COLUMNS).where(
+                Reward.program_id == program_id, Reward.gifq_order_id == order_id
+            )
+        )
+    ).first()
+    return None if row is None else Tracked(*row)
+
+
+async def _lock_reward(session: AsyncSession, tracked: Tracked) -> Reward:
     """The reward row, locked after its user's balance row (the lock order)."""
-    found = await session.get(Reward, reward_id)
-    assert found is not None
-    await lock_people(await session.connection(), found.program_id, {found.user_id})
-    reward = await session.get(Reward, reward_id, with_for_update=True, populate_existing=True)
+    connection = await session.connection()
+    await lock_people(connection, tracked.program_id, {tracked.user_id})
+    reward = await session.get(Reward, tracked.id, with_for_update=True, populate_existing=True)
     assert reward is not None
+    if reward.user_id != tracked.user_id:
+        # Erased (renamed to a pseudonym) since it was read: its balance row now, out of
+        # order; a deadlock this might cause fails the fetch, which the sweeper repeats.
+        await lock_people(connection, tracked.program_id, {reward.user_id})
     return reward
 
 
@@ -136,13 +167,14 @@ class Signal:
     answer: dict[str, Any]
     order_id: str | None = None
     alert: dict[str, Any] | None = None
+    reward: Tracked | None = None  # the reward the order pays, when it is ours
 
 
 @dataclass(frozen=True)
 class _Parsed:
     event: str
-    order_id: str | None
-    status: str | None
+    order_id: str
+    status: str
 
 
 def _clean(value: str, length: int) -> str:
@@ -187,31 +219,30 @@ async def receive_webhook(
     now = rt.clock()
     if not program_id or len(program_id) > 64 or not program_id.isprintable():
         raise Unauthenticated("the webhook signature does not verify", code="bad_signature")
-    async with rt.sessions() as session, session.begin():
-        program = await session.get(Program, program_id)
-        settings = (program.settings if program else None) or {}
-        secret = ProgramSettings.of(settings).gifq_webhook_secret
-        if not secret or not verify_signature(
-            secret=secret,
-            body=body,
-            header=headers.get(SIGNATURE_HEADER.lower()),
-            now=now.timestamp(),
-        ):
-            raise Unauthenticated("the webhook signature does not verify", code="bad_signature")
-        parsed = _parse(body)
-        matched = parsed is not None and (
-            await session.scalar(
-                select(Reward.id).where(
-                    Reward.program_id == program_id, Reward.gifq_order_id == parsed.order_id
-                )
-            )
-            is not None
+    # The program's settings as cached per process (a changed secret applies within
+    # REWARDS_PROGRAM_CACHE_SECONDS): no read, no decryption per webhook.
+    settings = await program_settings(rt, program_id) or {}
+    secret = ProgramSettings.of(settings).gifq_webhook_secret
+    if not secret or not verify_signature(
+        secret=secret,
+        body=body,
+        header=headers.get(SIGNATURE_HEADER.lower()),
+        now=now.timestamp(),
+    ):
+        raise Unauthenticated("the webhook signature does not verify", code="bad_signature")
+    parsed = _parse(body)
+    event_id, delivery_id = _delivery_key(body, headers)
+    header_event = _clean(headers.get("x-gifq-event", ""), 60)
+    # Two statements, each committed on its own on PostgreSQL: the insert is the store the
+    # 2xx waits for; the read before it only names the reward (one that becomes ours just
+    # after is found by the sweeper's fetch, as it would be after a transaction).
+    async with _statements(rt) as connection:
+        tracked = (
+            None if parsed is None else await _tracked(connection, program_id, parsed.order_id)
         )
-        outcome = "unparseable" if parsed is None else (None if matched else "unmatched")
-        event_id, delivery_id = _delivery_key(body, headers)
-        header_event = _clean(headers.get("x-gifq-event", ""), 60)
-        inserted = await session.scalar(
-            insert_for(session)(GifqWebhookEvent)
+        outcome = "unparseable" if parsed is None else (None if tracked else "unmatched")
+        inserted = await connection.scalar(
+            insert_for(connection)(GifqWebhookEvent)
             .values(
                 program_id=program_id,
                 event_id=event_id,
@@ -239,10 +270,22 @@ async def receive_webhook(
             "now": now,
         }
         return Signal({"status": "unparseable"}, alert=alert)
-    if not matched:
+    if tracked is None:
         log.info("program %s: a GIFQ webhook for an order not ours: %s", program_id, parsed)
         return Signal({"status": "unmatched"})
-    return Signal({"status": "accepted"}, order_id=parsed.order_id)
+    return Signal({"status": "accepted"}, order_id=parsed.order_id, reward=tracked)
+
+
+@asynccontextmanager
+async def _statements(rt: Runtime) -> AsyncIterator[AsyncConnection]:
+    """A connection whose statements each commit on their own on PostgreSQL (no BEGIN and
+    COMMIT round trips); one transaction on SQLite (its single writer takes it at once)."""
+    if rt.engine.dialect.name == "sqlite":
+        async with rt.engine.begin() as connection:
+            yield connection
+        return
+    async with rt.engine.connect() as connection:
+        yield await connection.execution_options(isolation_level="AUTOCOMMIT")
 
 
 async def follow_up(rt: Runtime, program_id: str, signal: Signal) -> None:
@@ -250,63 +293,85 @@ async def follow_up(rt: Runtime, program_id: str, signal: Signal) -> None:
     if signal.alert is not None:
         await raise_alert(**signal.alert)
     if signal.order_id is not None:
-        await refresh_order(rt, program_id, signal.order_id)
+        await refresh_order(rt, program_id, signal.order_id, reward=signal.reward)
 
 
 # ---- webhooks: fetch, coalesced -------------------------------------------------------------
 
 
 def _fetch_keys(rt: Runtime, program_id: str, order_id: str) -> tuple[str, str]:
-    """The Redis keys coalescing fetches of one order: its lock and its dirty flag."""
-    base = rt.key("gifq", "order", program_id, order_id)
-    return f"{base}:lock", f"{base}:dirty"
+    """The Redis keys coalescing fetches of one order: its lock and its dirty flag (one
+    hash tag, so the scripts below may touch both on a Redis Cluster)."""
+    tag = "{" + rt.key("gifq", "order", program_id, order_id) + "}"
+    return f"{tag}:lock", f"{tag}:dirty"
 
 
+# KEYS: the order's lock, its dirty flag. ARGV: our owner token, the lock's seconds.
+# Signal the order; take its lock if free. 1: the lock is ours and the signal with it (fetch).
+_CLAIM: Final = """
+redis.call('SET', KEYS[2], 1, 'EX', ARGV[2])
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+  redis.call('DEL', KEYS[2])
+  return 1
+end
+return 0
+"""
+# After a fetch. 1: a signal came meanwhile, taken with the renewed lock (fetch again);
+# 0: none, the lock is released; -1: the lock is no longer ours (its holder fetches).
+_AGAIN: Final = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+if redis.call('DEL', KEYS[2]) == 1 then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+redis.call('DEL', KEYS[1])
+return 0
+"""
 _RELEASE: Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
 
 
-async def refresh_order(rt: Runtime, program_id: str, order_id: str) -> int:
+async def refresh_order(
+    rt: Runtime, program_id: str, order_id: str, *, reward: Tracked | None = None
+) -> int:
     """Fetch the order from GIFQ and apply it, coalesced with every other signal for it.
-    Returns how many fetches this call made (0: another task was on it). Never raises."""
+    ``reward``: the reward it pays, when the caller has read it already. Returns how many
+    fetches this call made (0: another task was on it). Never raises.
+
+    One script signals the order and claims its lock, one after each fetch either takes
+    the signals that came meanwhile or releases the lock: no signal falls between the
+    two (two Redis round trips per fetch)."""
     lock, dirty = _fetch_keys(rt, program_id, order_id)
+    owner = uuid.uuid4().hex
     fetches = 0
     try:
-        await rt.redis.set(dirty, 1, ex=FETCH_LOCK_SECONDS)
-        owner = uuid.uuid4().hex
-        while True:
-            if not await rt.redis.set(lock, owner, nx=True, ex=FETCH_LOCK_SECONDS):
-                return fetches  # the fetcher holding the lock will see the dirty flag
-            try:
-                while await rt.redis.getdel(dirty) is not None:
-                    if fetches:
-                        await asyncio.sleep(REFETCH_INTERVAL)
-                    await rt.redis.expire(lock, FETCH_LOCK_SECONDS)
-                    fetches += 1
-                    await _fetch_and_apply(rt, program_id, order_id)
-            finally:
-                await rt.redis.eval(_RELEASE, 1, lock, owner)  # type: ignore[misc]
-            if not await rt.redis.exists(dirty):
-                return fetches
-            # a signal came between our last look and the release: take the lock again
+        claimed = await rt.redis.eval(_CLAIM, 2, lock, dirty, owner, FETCH_LOCK_SECONDS)  # type: ignore[misc]
+        while claimed == 1:
+            fetches += 1
+            await _fetch_and_apply(rt, program_id, order_id, reward)
+            claimed = await rt.redis.eval(_AGAIN, 2, lock, dirty, owner, FETCH_LOCK_SECONDS)  # type: ignore[misc]
+            if claimed == 1:
+                await asyncio.sleep(REFETCH_INTERVAL)
+        return fetches
     except Exception:  # a background task: log it; the sweeper fetches what is left
         log.exception("program %s: fetching GIFQ order %s failed", program_id, order_id)
+        with suppress(Exception):
+            await rt.redis.eval(_RELEASE, 1, lock, owner)  # type: ignore[misc]
         return fetches
 
 
-async def _fetch_and_apply(rt: Runtime, program_id: str, order_id: str) -> None:
-    async with rt.sessions() as session:
-        found = (
-            await session.execute(
-                select(Reward.id, Reward.payout_type).where(
-                    Reward.program_id == program_id, Reward.gifq_order_id == order_id
-                )
-            )
-        ).first()
+async def _fetch_and_apply(
+    rt: Runtime, program_id: str, order_id: str, reward: Tracked | None
+) -> None:
+    gifq = GifqSettings.of(await program_settings(rt, program_id))
+    async with read_only(rt.engine) as connection:
+        if reward is None:
+            reward = await _tracked(connection, program_id, order_id)
+        # The signals this fetch answers: those stored before it starts.
         waiting = list(
-            await session.scalars(
+            await connection.scalars(
                 select(GifqWebhookEvent.event_id)
                 .where(
                     GifqWebhookEvent.program_id == program_id,
@@ -316,15 +381,12 @@ async def _fetch_and_apply(rt: Runtime, program_id: str, order_id: str) -> None:
                 .limit(MARK_BATCH)
             )
         )
-        program = await session.get(Program, program_id)
-        gifq = GifqSettings.of(program.settings if program else None)
-    if found is None or gifq is None:
+    if reward is None or gifq is None:
         await _mark(rt, program_id, waiting, "unmatched")
         return
-    reward_id, payout_type = found
     async with gifq.client(rt) as client:
         try:
-            order, payouts = await _read_back(client, order_id, payout_type)
+            order, payouts = await _read_back(client, order_id, reward.payout_type)
         except GifqTransientError as exc:
             log.warning("order %s: GIFQ unreachable, fetched later: %s", order_id, exc)
             return  # the rows stay unprocessed: the sweeper fetches again
@@ -332,7 +394,7 @@ async def _fetch_and_apply(rt: Runtime, program_id: str, order_id: str) -> None:
             log.warning("order %s: GIFQ refused the read: %s", order_id, exc)
             await _mark(rt, program_id, waiting, "error")
             return
-    await _apply_order(rt, reward_id, order, payouts, processed=waiting)
+    await _apply_order(rt, reward, order, payouts, processed=waiting)
 
 
 async def _mark(rt: Runtime, program_id: str, event_ids: list[str], outcome: str) -> None:
@@ -385,7 +447,7 @@ async def reconcile(rt: Runtime, *, program_id: str | None = None) -> int:
     is skipped for the rest of the run, so it cannot hold the others up. Returns how
     many rewards changed status."""
     query = (
-        select(Reward.id, Reward.program_id, Reward.gifq_order_id, Reward.payout_type)
+        select(*_TRACKED_COLUMNS, Reward.gifq_order_id)
         .where(
             Reward.gifq_order_id.is_not(None),
             or_(
@@ -411,16 +473,18 @@ async def reconcile(rt: Runtime, *, program_id: str | None = None) -> int:
         if gifq is None:
             continue
         async with gifq.client(rt) as client:
-            for reward_id, _, order_id, payout_type in rewards:
+            for row in rewards:
+                tracked = Tracked(row.id, row.program_id, row.user_id, row.payout_type)
+                order_id = row.gifq_order_id
                 try:
-                    order, payouts = await _read_back(client, str(order_id), payout_type)
+                    order, payouts = await _read_back(client, str(order_id), tracked.payout_type)
                 except GifqTransientError as exc:
                     log.warning("program %s: GIFQ unreachable, reconciled later: %s", program, exc)
                     break
                 except GifqError as exc:
-                    log.warning("reward %s: could not read order %s: %s", reward_id, order_id, exc)
+                    log.warning("reward %s: could not read order %s: %s", row.id, order_id, exc)
                     continue
-                changed += await _apply_order(rt, reward_id, order, payouts)
+                changed += await _apply_order(rt, tracked, order, payouts)
     return changed
 
 
@@ -437,7 +501,7 @@ async def _read_back(
 
 async def _apply_order(
     rt: Runtime,
-    reward_id: int,
+    tracked: Tracked,
     order: PayoutOrder,
     payouts: Sequence[Payout],
     *,
@@ -447,7 +511,7 @@ async def _apply_order(
     mark the inbox rows (``processed``) this read answers."""
     now = rt.clock()
     async with rt.sessions() as session, session.begin():
-        reward = await _lock_reward(session, reward_id)
+        reward = await _lock_reward(session, tracked)
         await _mark_in(session, reward.program_id, processed or [], "applied", now=now)
         if reward.status not in TRACKED + FINISHED or reward.reconciled_at is not None:
             return 0

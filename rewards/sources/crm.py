@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from rewards.db.engine import read_only
 from rewards.errors import BadRequest, NotFound, PayloadTooLarge, Unauthenticated
-from rewards.program_context import program_context
+from rewards.program_context import program_context, program_settings
 from rewards.runtime import Runtime
 from rewards.services.events import MAX_BATCH, EventIn, Result, rejected
 from rewards.services.users import validation_details
@@ -61,7 +61,7 @@ async def check_signature(
 ) -> None:
     if mapping.verify is None:
         return
-    settings = await common.program_settings(rt, program_id) or {}
+    settings = await program_settings(rt, program_id) or {}
     secrets = settings.get("crm_webhook_secrets") or {}
     secret = secrets.get(name) if isinstance(secrets, dict) else None
     if not signatures.verify(

@@ -30,7 +30,7 @@ from engine.decide import allowance_key
 from engine.decision import RejectCode
 from rewards.db.engine import read_only
 from rewards.errors import BadRequest, PayloadTooLarge, Unauthenticated
-from rewards.program_context import ProgramContext, program_context
+from rewards.program_context import ProgramContext, program_context, program_settings
 from rewards.runtime import Runtime
 from rewards.services.events import EventIn, Result, load_usage
 from rewards.sources import common, slack_directory
@@ -76,7 +76,7 @@ async def handle(
     """Verify and act on one request from Slack; returns the JSON to answer with."""
     if len(body) > MAX_BODY:
         raise PayloadTooLarge(f"a Slack request is at most {MAX_BODY} bytes")
-    settings = await common.program_settings(rt, program_id)
+    settings = await program_settings(rt, program_id)
     now = rt.clock()
     secret = settings.get("slack_signing_secret") if settings else None
     if not verify(secret=secret, body=body, headers=headers, now=now.timestamp()):
