@@ -38,6 +38,8 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -259,6 +261,16 @@ async def seed(base: str, prefix: str, args: argparse.Namespace) -> tuple[str, s
     return event_key, board_key
 
 
+@contextmanager
+def running(args: argparse.Namespace, data_dir: Path) -> Iterator[str]:
+    """The server to measure: ``--base`` (already running), else a ``rewards serve``."""
+    if args.base:
+        yield args.base.rstrip("/")
+        return
+    with server(workers=args.workers, data_dir=data_dir) as base:
+        yield base
+
+
 def profile_path(args: argparse.Namespace, run: str) -> Path | None:
     if args.profile is None:
         return None
@@ -277,12 +289,14 @@ async def main(args: argparse.Namespace) -> int:
         print("set REWARDS_REDIS_URL (and REWARDS_DATABASE_URL for PostgreSQL)", file=sys.stderr)
         return 2
     data_dir = Path(tempfile.mkdtemp(prefix="rewards-http-load-"))
-    prefix = f"rwload-{uuid.uuid4().hex[:8]}"
+    prefix = (
+        args.base and os.environ.get("REWARDS_REDIS_PREFIX")
+    ) or f"rwload-{uuid.uuid4().hex[:8]}"
     os.environ["REWARDS_REDIS_PREFIX"] = prefix  # the server's keys, deleted at the end
     backend = "PostgreSQL" if os.environ.get("REWARDS_DATABASE_URL") else "SQLite"
     seconds = args.seconds
     try:
-        with server(workers=args.workers, data_dir=data_dir) as base:
+        with running(args, data_dir) as base:
             print(
                 f"database: {backend}; API processes: {args.workers}; load generator: wrk "
                 f"({SCRIPT.relative_to(ROOT)}); {seconds}s per run; {load()}",
@@ -354,6 +368,14 @@ if __name__ == "__main__":
     parser.add_argument("--users", type=int, default=2000, help="people sending events")
     parser.add_argument("--board-users", type=int, default=1_000_000)
     parser.add_argument("--only", default="", help="comma list of: single,batch,around")
+    parser.add_argument(
+        "--base",
+        default="",
+        metavar="URL",
+        help="measure a server already running (started like bench.common.server: its "
+        "platform key, rate limits and REWARDS_REDIS_PREFIX) instead of starting one; for a "
+        "machine so busy that a server takes longer to start than that helper waits",
+    )
     parser.add_argument(
         "--profile",
         type=Path,
