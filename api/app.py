@@ -50,13 +50,27 @@ class RequestContext:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        # The histogram's child per (method, route, status): ``labels()`` costs more than
+        # the observation itself. Bounded: routes are templates, methods and statuses few.
+        self.timers: dict[tuple[str, str, int], Any] = {}
+
+    def timer(self, method: str, route: str, status: int) -> Any:
+        found = self.timers.get((method, route, status))
+        if found is None:
+            found = REQUEST_SECONDS.labels(method, route, str(status))
+            if len(self.timers) < 10_000:  # a flood of unknown methods stays bounded
+                self.timers[(method, route, status)] = found
+        return found
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")[:100]
-        request_id = incoming or uuid.uuid4().hex
+        incoming = b""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                incoming = value  # the last one, as before
+        request_id = incoming.decode("latin-1")[:100] or uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500
@@ -74,9 +88,9 @@ class RequestContext:
             await self.app(scope, receive, send_with_id)
         finally:
             route = scope.get("route")
-            REQUEST_SECONDS.labels(
-                scope["method"], getattr(route, "path", "unmatched"), str(status)
-            ).observe(time.perf_counter() - started)
+            self.timer(scope["method"], getattr(route, "path", "unmatched"), status).observe(
+                time.perf_counter() - started
+            )
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:

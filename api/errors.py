@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
+from api.responses import OrjsonResponse
 from rewards import errors
 
 log = logging.getLogger("rewards.api")
@@ -77,7 +78,7 @@ def error_response(
     message: str,
     details: list[dict[str, Any]] | None = None,
 ) -> JSONResponse:
-    return JSONResponse(
+    return OrjsonResponse(
         {
             "error": {"code": code, "message": message, "details": details or []},
             "request_id": request_id(request),

@@ -15,7 +15,8 @@ In order, each step answering without reading further:
 4. **Strings no database stores** in a JSON body: NUL (PostgreSQL refuses it in text and
    JSON) and lone surrogates (not Unicode text) are a 422 naming the JSON pointer.
 
-The app then reads the body the gate read, from memory.
+The app then reads the body the gate read, from memory (``api.deps.json_body`` takes it
+from the request's state, ``GATE_BODY``, without replaying the ASGI messages).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.deps import basic_credentials, bearer, identify
+from api.deps import GATE_BODY, basic_credentials, bearer, identify
 from api.errors import error_response, is_unavailable, unavailable
 from api.limits import Credential, RoutePolicy, describe, policy_for
 from api.pages import auth as pages_auth
@@ -78,6 +79,7 @@ class Gate:
                 if body is not None:
                     refusal = screen(request, body) if policy.screen else None
                     receive = replay(body, receive)
+                    scope.setdefault("state", {})[GATE_BODY] = body
         if refusal is not None:
             await refusal(scope, receive, send)
             return

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 KB = 1024
 MB = 1024 * KB
@@ -58,6 +59,7 @@ ROUTES: tuple[tuple[str, re.Pattern[str], RoutePolicy], ...] = tuple(
 )
 
 
+@lru_cache(maxsize=4096)  # /healthz and /v1/events otherwise try most of the table each time
 def policy_for(method: str, path: str) -> RoutePolicy:
     for wanted, pattern, policy in ROUTES:
         if wanted in ("*", method) and pattern.fullmatch(path):

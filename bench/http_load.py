@@ -19,6 +19,11 @@ utime+stime of the server's processes from ``/proc`` before and after. Throughpu
 shared machine is noise; the ratio and the CPU cost survive it. The load average is
 printed with every figure. ``wrk`` is a C load generator: the raw-asyncio one in
 ``bench/loadgen.py`` takes about as much CPU as the server it drives.
+
+``--profile DIR`` also samples one API process with ``py-spy`` (``pip install py-spy``
+into the venv) during each measured run: ``DIR/<run>.txt`` holds the collapsed stacks
+(``py-spy record --format raw``, for flamegraph tools) and the script prints the
+functions with the most samples, on their own (self) and with what they call (total).
 """
 
 from __future__ import annotations
@@ -30,7 +35,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,9 +73,9 @@ def process_cpu(pid: int) -> float:
     return found[1] if found else 0.0
 
 
-def server_cpu(port: int) -> float:
-    """CPU seconds used so far by the ``rewards serve --port <port>`` process and its
-    descendants (the API worker processes)."""
+def server_processes(port: int) -> dict[int, float]:
+    """CPU seconds used so far by the ``rewards serve --port <port>`` process and each of
+    its descendants (the API worker processes), by pid."""
     parents: dict[int, int] = {}
     cpu: dict[int, float] = {}
     roots = []
@@ -92,7 +101,57 @@ def server_cpu(port: int) -> float:
             if parent in chosen and pid not in chosen:
                 chosen.add(pid)
                 grew = True
-    return sum(cpu[pid] for pid in chosen)
+    return {pid: cpu[pid] for pid in chosen}
+
+
+def server_cpu(port: int) -> float:
+    """CPU seconds used so far by the server's processes."""
+    return sum(server_processes(port).values())
+
+
+def busiest_process(port: int, seconds: float = 1.0) -> int:
+    """The server process that uses the most CPU over ``seconds`` (under load: an API
+    worker process, not uvicorn's supervisor)."""
+    before = server_processes(port)
+    time.sleep(seconds)
+    after = server_processes(port)
+    return max(after, key=lambda pid: after[pid] - before.get(pid, after[pid]))
+
+
+def profile(pid: int, *, seconds: int, output: Path) -> subprocess.Popen[bytes]:
+    """``py-spy record`` of one process for ``seconds``, collapsed stacks to ``output``."""
+    spy = Path(sys.executable).parent / "py-spy"
+    command = [str(spy if spy.exists() else "py-spy"), "record", "--pid", str(pid)]
+    command += ["--duration", str(seconds), "--rate", "200", "--format", "raw"]
+    command += ["--output", str(output), "--nonblocking"]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def top_frames(collapsed: Path, count: int = 25) -> str:
+    """The functions with the most samples in a collapsed-stack file: self and total."""
+    own: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    samples = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, weight = line.rpartition(" ")
+        if not stack:
+            continue
+        n = int(weight)
+        samples += n
+        frames = [
+            frame.rsplit(" ", 1)[0] if frame.endswith(")") else frame for frame in stack.split(";")
+        ]
+        own[frames[-1]] += n
+        for frame in set(frames):
+            total[frame] += n
+    lines = [f"  {samples} samples"]
+    for title, counter in (("self", own), ("total", total)):
+        lines.append(f"  top {count} by {title}:")
+        lines += [
+            f"    {100 * n / max(1, samples):5.1f}%  {frame}"
+            for frame, n in counter.most_common(count)
+        ]
+    return "\n".join(lines)
 
 
 @dataclass
@@ -123,6 +182,7 @@ def wrk(
     seconds: int,
     args: list[str],
     per_request: int = 1,
+    profile_to: Path | None = None,
 ) -> Result:
     port = int(base.rsplit(":", 1)[1])
     before = server_cpu(port)
@@ -140,11 +200,21 @@ def wrk(
         "--",
         *args,
     ]
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    running = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    spy = None
+    if profile_to is not None:
+        spy = profile(busiest_process(port), seconds=max(1, seconds - 2), output=profile_to)
+    stdout, stderr = running.communicate()
+    if running.returncode != 0:
+        raise RuntimeError(f"wrk failed:\n{stdout}\n{stderr}")
     cpu = server_cpu(port) - before
-    line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if spy is not None and profile_to is not None:
+        spy.wait()
+        print(f"py-spy, one API process, {name} ({profile_to}):", flush=True)
+        print(top_frames(profile_to), flush=True)
+    line = next((x for x in stdout.splitlines() if x.startswith("RESULT ")), None)
     if line is None:
-        raise RuntimeError(f"wrk printed no result:\n{done.stdout}\n{done.stderr}")
+        raise RuntimeError(f"wrk printed no result:\n{stdout}\n{stderr}")
     fields = dict(part.split("=") for part in line.split()[1:])
     errors = sum(int(fields[k]) for k in ("connect", "read", "write", "status", "timeout"))
     return Result(
@@ -191,6 +261,23 @@ async def seed(base: str, prefix: str, args: argparse.Namespace) -> tuple[str, s
     return event_key, board_key
 
 
+@contextmanager
+def running(args: argparse.Namespace, data_dir: Path) -> Iterator[str]:
+    """The server to measure: ``--base`` (already running), else a ``rewards serve``."""
+    if args.base:
+        yield args.base.rstrip("/")
+        return
+    with server(workers=args.workers, data_dir=data_dir) as base:
+        yield base
+
+
+def profile_path(args: argparse.Namespace, run: str) -> Path | None:
+    if args.profile is None:
+        return None
+    args.profile.mkdir(parents=True, exist_ok=True)
+    return Path(args.profile) / f"{run}.txt"
+
+
 async def main(args: argparse.Namespace) -> int:
     if shutil.which("wrk") is None:
         print(
@@ -202,12 +289,14 @@ async def main(args: argparse.Namespace) -> int:
         print("set REWARDS_REDIS_URL (and REWARDS_DATABASE_URL for PostgreSQL)", file=sys.stderr)
         return 2
     data_dir = Path(tempfile.mkdtemp(prefix="rewards-http-load-"))
-    prefix = f"rwload-{uuid.uuid4().hex[:8]}"
+    prefix = (
+        args.base and os.environ.get("REWARDS_REDIS_PREFIX")
+    ) or f"rwload-{uuid.uuid4().hex[:8]}"
     os.environ["REWARDS_REDIS_PREFIX"] = prefix  # the server's keys, deleted at the end
     backend = "PostgreSQL" if os.environ.get("REWARDS_DATABASE_URL") else "SQLite"
     seconds = args.seconds
     try:
-        with server(workers=args.workers, data_dir=data_dir) as base:
+        with running(args, data_dir) as base:
             print(
                 f"database: {backend}; API processes: {args.workers}; load generator: wrk "
                 f"({SCRIPT.relative_to(ROOT)}); {seconds}s per run; {load()}",
@@ -224,6 +313,7 @@ async def main(args: argparse.Namespace) -> int:
                 connections=args.clients,
                 seconds=seconds,
                 args=["healthz"],
+                profile_to=profile_path(args, "healthz"),
             )
             show(health, None, args.clients)
             wanted = set(args.only.split(",")) if args.only else {"single", "batch", "around"}
@@ -234,6 +324,7 @@ async def main(args: argparse.Namespace) -> int:
                     connections=args.clients,
                     seconds=seconds,
                     args=["event", run + "s", str(args.users), event_key],
+                    profile_to=profile_path(args, "single"),
                 )
                 show(single, health, args.clients)
             if "batch" in wanted:
@@ -244,6 +335,7 @@ async def main(args: argparse.Namespace) -> int:
                     seconds=seconds,
                     args=["batch", run + "b", str(args.users), event_key, "1000"],
                     per_request=1000,
+                    profile_to=profile_path(args, "batch"),
                 )
                 show(batch, health, args.batch_clients)
             if "around" in wanted:
@@ -253,6 +345,7 @@ async def main(args: argparse.Namespace) -> int:
                     connections=args.around_clients,
                     seconds=seconds,
                     args=["around", str(args.board_users), board_key, "5"],
+                    profile_to=profile_path(args, "around"),
                 )
                 show(around, health, args.around_clients)
     finally:
@@ -275,4 +368,19 @@ if __name__ == "__main__":
     parser.add_argument("--users", type=int, default=2000, help="people sending events")
     parser.add_argument("--board-users", type=int, default=1_000_000)
     parser.add_argument("--only", default="", help="comma list of: single,batch,around")
+    parser.add_argument(
+        "--base",
+        default="",
+        metavar="URL",
+        help="measure a server already running (started like bench.common.server: its "
+        "platform key, rate limits and REWARDS_REDIS_PREFIX) instead of starting one; for a "
+        "machine so busy that a server takes longer to start than that helper waits",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="sample one API process with py-spy during each run; collapsed stacks in DIR",
+    )
     sys.exit(asyncio.run(main(parser.parse_args())))

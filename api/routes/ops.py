@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from api.deps import RuntimeDep
+from api.responses import OrjsonResponse
 from rewards.exposition import installation_gauges, render
 from rewards.queue import queue_name
 
@@ -37,7 +38,7 @@ async def readyz(rt: RuntimeDep) -> Any:
     except Exception as exc:
         checks["redis"] = f"error: {type(exc).__name__}"
     ready = all(value == "ok" for value in checks.values())
-    return JSONResponse(
+    return OrjsonResponse(
         {"status": "ready" if ready else "not_ready", "checks": checks},
         status_code=200 if ready else 503,
     )

@@ -7,10 +7,10 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import JSONResponse
 
 from api.deps import RuntimeDep, Writer, basic_credentials, bearer_token
 from api.errors import error_responses
+from api.responses import OrjsonResponse
 from rewards.errors import BadRequest, Forbidden, PayloadTooLarge, Unauthenticated
 from rewards.services.keys import Principal, Scope, authenticate
 from rewards.settings import Settings
@@ -104,9 +104,9 @@ def _statements(body: bytes) -> Any:
 
 
 @router.get("/xapi/about")
-async def xapi_about() -> JSONResponse:
+async def xapi_about() -> OrjsonResponse:
     """The LRS's ``about`` resource: the xAPI versions this endpoint speaks (no credentials)."""
-    return JSONResponse({"version": [xapi.VERSION]}, headers=XAPI_HEADERS)
+    return OrjsonResponse({"version": [xapi.VERSION]}, headers=XAPI_HEADERS)
 
 
 @router.post(
@@ -127,7 +127,7 @@ async def post_statements(
     results = await xapi.receive(rt, principal.program_id, statements)
     ids = [statement.id for statement in statements]
     content: Any = {"statement_ids": ids, "results": results} if explain else ids
-    return JSONResponse(jsonable_encoder(content), headers=XAPI_HEADERS)
+    return OrjsonResponse(jsonable_encoder(content), headers=XAPI_HEADERS)
 
 
 @router.put(
