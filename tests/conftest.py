@@ -5,7 +5,14 @@ PostgreSQL and a Redis server when ``REWARDS_DATABASE_URL`` / ``REWARDS_REDIS_UR
 set (``.ci/run`` does both). ``REWARDS_TEST_REDIS_CLUSTER=1`` starts a local three-master
 Redis Cluster for the session instead (``bench.cluster``), with the job queue on the
 embedded redis-server (or ``REWARDS_QUEUE_REDIS_URL``). Tests isolate by program: nothing crosses programs, so
-each test's fresh program is a clean world without truncating anything.
+each test's fresh program is a clean world without truncating anything. The job queue is
+the one thing all programs share: the jobs a test leaves queued are dropped when it ends.
+
+``--backend-only`` runs only the tests that use the suite's database and Redis (those that
+ask for ``redis_url``, on which ``settings``, ``runtime``, ``http`` and ``program`` build):
+``.ci/run``'s second pass, on PostgreSQL and a Redis server, after a full pass on the
+embedded default. The rest (pure unit tests, the GIFQ sandbox's, and those that start their
+own embedded stack) would only repeat the first pass.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from typing import Any
 
 import httpx
 import pytest
+from arq.constants import job_key_prefix
 
 from api.app import create_app
 from bench.cluster import local_cluster
@@ -29,6 +37,7 @@ from rewards.db.migrate import upgrade
 from rewards.redis_server import EmbeddedRedis, redis_url_for_socket, start_embedded
 from rewards.runtime import Runtime
 from rewards.settings import Settings
+from workers.worker import queue_name
 
 PLATFORM_KEY = "pk_test_" + "x" * 24
 
@@ -44,6 +53,28 @@ class Clock:
 
     def set(self, value: str | datetime) -> None:
         self.now = datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+BACKEND_FIXTURE = "redis_url"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backend-only",
+        action="store_true",
+        help="run only the tests that use the suite's database and Redis (the "
+        f"{BACKEND_FIXTURE} fixture and those built on it)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("backend_only"):
+        return
+    keep = [item for item in items if BACKEND_FIXTURE in getattr(item, "fixturenames", ())]
+    dropped = [item for item in items if BACKEND_FIXTURE not in getattr(item, "fixturenames", ())]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
 
 
 @pytest.fixture(scope="session")
@@ -126,6 +157,28 @@ def _reset_clock(clock: Clock) -> Iterator[None]:
     clock.now = None
     yield
     clock.now = None
+
+
+@pytest.fixture(autouse=True)
+def _drop_left_jobs(request: pytest.FixtureRequest) -> None:
+    """For a test on the runtime: when it ends, the jobs it left in the shared queue go.
+
+    Otherwise the next test to run a burst worker (tests/integration/test_fulfilment.py's
+    ``run_worker``) would run hundreds of earlier tests' reward jobs first, against
+    sandboxes long stopped, and a test's outcome could hang on what ran before it."""
+    if "runtime" in request.fixturenames:
+        request.getfixturevalue("_queue_emptied_after")
+
+
+@pytest.fixture
+async def _queue_emptied_after(runtime: Runtime) -> AsyncIterator[None]:
+    yield
+    queue = queue_name(runtime.settings)
+    left = await runtime.queue.zrange(queue, 0, -1)
+    if left:
+        await runtime.queue.zrem(queue, *left)
+        for job_id in left:  # one key at a time: on a Redis Cluster they are in other slots
+            await runtime.queue.delete(job_key_prefix + job_id.decode())
 
 
 @pytest.fixture(scope="session")
