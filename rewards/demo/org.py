@@ -7,7 +7,7 @@ second run of the demo sends what the first sent and the engine answers ``duplic
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -145,6 +145,9 @@ def _pick(rng: random.Random, table: tuple[tuple[str, float], ...]) -> str:
     return rng.choices([name for name, _ in table], [weight for _, weight in table])[0]
 
 
+STARS = 3  # people who earn most of what the thresholds ask in any month
+
+
 def organisation(size: int, *, seed: int, today: date) -> list[Person]:
     rng = random.Random(seed)
     people = []
@@ -171,6 +174,10 @@ def organisation(size: int, *, seed: int, today: date) -> list[Person]:
                 closer=rng.uniform(0.05, 0.25) if department == "sales" else 0.0,
             )
         )
+    # Whatever the seed, size and date, a few stars cross a threshold in the month played
+    # (a deal most working days, a course most weeks), so every demo shows money moving.
+    for index in range(min(STARS, size)):
+        people[index] = replace(people[index], department="sales", closer=0.9, learner=0.6)
     return people
 
 
