@@ -173,7 +173,8 @@ async def within_rate(request: Request, rt: Runtime, principal: Principal) -> JS
     rate = principal.rate or ratelimit.Rate(
         per_second=rt.settings.rate_limit_per_second, burst=rt.settings.rate_limit_burst
     )
-    verdict = await ratelimit.take(rt.redis, rt.key("ratelimit", principal.key_id), rate)
+    key = rt.key("ratelimit", principal.key_id)
+    verdict = await ratelimit.take_leased(rt.redis, rt.rate_leases, key, rate)
     if verdict.allowed:
         return None
     response = error_response(

@@ -91,6 +91,9 @@ class Runtime:
     # GIFQ rate limiters' local queues (rewards.gifq.limiter.Gates) by limiter key: in one
     # process, one waiting caller per token and lane asks Redis; see services.fulfilment
     gifq_gates: dict[str, Any] = field(default_factory=dict)
+    # Tokens this process took from API keys' rate buckets and has not spent yet
+    # (bucket key -> rewards.services.ratelimit.Lease).
+    rate_leases: dict[str, Any] = field(default_factory=dict)
     # Event ingestion (group commit), built where the runtime is assembled:
     # rewards.assembly.open_app_runtime.
     group_commit: Ingestion = field(default_factory=lambda: NotAssembled())

@@ -16,6 +16,7 @@ from api.app import create_app
 from api.limits import MB, Credential, policy_for
 from rewards.assembly import open_app_runtime
 from rewards.runtime import Runtime
+from rewards.services import ratelimit
 from tests.conftest import PLATFORM_KEY, ProgramClient, event, new_program
 from tests.integration.rulesets import BASIC
 
@@ -242,3 +243,44 @@ async def test_the_installations_default_rate_applies(runtime: Runtime) -> None:
             (await program.request("GET", "/v1/programs/current")).status_code for _ in range(3)
         ]
         assert statuses == [200, 200, 429]
+
+
+class CountingRedis:
+    """The runtime's Redis, counting the rate-limit scripts run on it."""
+
+    def __init__(self, redis: Any) -> None:
+        self.redis, self.calls = redis, 0
+
+    def register_script(self, script: str) -> Any:
+        run = self.redis.register_script(script)
+
+        async def counted(**kwargs: Any) -> Any:
+            self.calls += 1
+            return await run(**kwargs)
+
+        return counted
+
+
+async def test_leases_never_admit_past_the_bucket(runtime: Runtime) -> None:
+    """Two processes under steady load share a bucket of 1,000 tokens (lease size 50)."""
+    key = runtime.key("ratelimit", "leases-" + socket.gethostname() + str(id(runtime)))
+    redis = CountingRedis(runtime.redis)
+    rate = ratelimit.Rate(per_second=0.001, burst=1000)
+    processes: list[dict[str, ratelimit.Lease]] = [{}, {}]
+    clock = iter(i * 0.001 for i in range(10_000))  # a request a millisecond
+    admitted = [0, 0]
+    for request in range(3000):
+        which = request % 2
+        verdict = await ratelimit.take_leased(
+            redis, processes[which], key, rate, clock=lambda: next(clock)
+        )
+        admitted[which] += verdict.allowed
+    # Never past the bucket; short of it by at most the tokens each process still holds.
+    held = sum(lease.tokens for leases in processes for lease in leases.values())
+    assert sum(admitted) + held == 1000
+    assert held <= 2 * ratelimit.lease_size(rate)
+    assert min(admitted) > 400  # both processes got their share
+    # Far fewer round trips than admitted requests once a window of use is known (the
+    # refusals past the bucket each ask once).
+    assert redis.calls - 2000 < sum(admitted) / 10
+    await runtime.redis.delete(key)
