@@ -18,11 +18,11 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from engine.boards import boards_for, booking_periods, reversal_periods
-from rewards.db.dialect import dialect_name
+from rewards.db.driver import in_transaction
 from rewards.db.leaderboard_models import LeaderboardOutbox, LeaderboardPosting
 from rewards.db.models import LedgerEntry, User
 from rewards.lifecycle import expire_key
@@ -228,22 +228,19 @@ async def _people(bind: Bind, program_id: str, user_ids: Iterable[str]) -> dict[
 
 
 # PostgreSQL: the postings (one row per array element) and their outbox row in one
-# statement, one round trip, instead of a statement per posting and one more for the
+# statement (straight to asyncpg: rewards.db.driver), one round trip, instead of a statement per posting and one more for the
 # outbox. A data-modifying WITH always runs to completion.
-_RECORD_PG = text(
-    """
+_RECORD_PG = """
 WITH posted AS (
   INSERT INTO leaderboard_postings
     (program_id, dedupe_key, user_id, points, posted_at, boards, week, month)
-  SELECT :program, k, u, p, a, b::jsonb, w, m
-  FROM unnest(CAST(:keys AS text[]), CAST(:users AS text[]), CAST(:points AS bigint[]),
-              CAST(:ats AS timestamptz[]), CAST(:boards AS text[]), CAST(:weeks AS text[]),
-              CAST(:months AS text[])) AS t(k, u, p, a, b, w, m)
+  SELECT $1, k, u, p, a, b::jsonb, w, m
+  FROM unnest($2::text[], $3::text[], $4::bigint[], $5::timestamptz[], $6::text[],
+              $7::text[], $8::text[]) AS t(k, u, p, a, b, w, m)
 )
 INSERT INTO leaderboard_outbox (id, program_id, created_at, payload)
-VALUES (:id, :program, :now, CAST(:payload AS jsonb))
+VALUES ($9, $1, $10, $11::jsonb)
 """
-)
 
 
 async def _record(
@@ -259,26 +256,25 @@ async def _record(
     )
     # Plain inserts: the ledger rows with these dedupe keys were inserted in this same
     # transaction, so a posting cannot exist already (if it did, this fails loudly).
-    if dialect_name(bind) == "postgresql":
+    connection = bind if isinstance(bind, AsyncConnection) else await bind.connection()
+    if (driver := await in_transaction(connection)) is not None:
         boards: dict[tuple[str, ...], str] = {}
         for posting in postings:
             if posting.boards not in boards:
                 boards[posting.boards] = orjson.dumps(list(posting.boards)).decode()
-        await bind.execute(
+        await driver.execute(
             _RECORD_PG,
-            {
-                "program": context.id,
-                "keys": [posting.key for posting in postings],
-                "users": [posting.user_id for posting in postings],
-                "points": [posting.points for posting in postings],
-                "ats": [posting.at for posting in postings],
-                "boards": [boards[posting.boards] for posting in postings],
-                "weeks": [posting.week for posting in postings],
-                "months": [posting.month for posting in postings],
-                "id": batch.id,
-                "now": now,
-                "payload": orjson.dumps(batch.to_json()).decode(),
-            },
+            context.id,
+            [posting.key for posting in postings],
+            [posting.user_id for posting in postings],
+            [posting.points for posting in postings],
+            [posting.at for posting in postings],
+            [boards[posting.boards] for posting in postings],
+            [posting.week for posting in postings],
+            [posting.month for posting in postings],
+            batch.id,
+            now,
+            orjson.dumps(batch.to_json()).decode(),
         )
         return batch
     await bind.execute(

@@ -7,6 +7,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from rewards.db.dialect import dialect_name
+from rewards.db.driver import in_transaction
 from rewards.db.models import UserBalance
 
 
@@ -33,6 +34,11 @@ async def add_to_balances(
     ]
     if not changes:
         return
+    if (driver := await in_transaction(connection)) is not None:
+        await driver.executemany(
+            _ADD_TO_BALANCES, [(c["p"], c["u"], c["b"], c["e"]) for c in changes]
+        )
+        return
     await connection.execute(
         update(UserBalance)
         .where(UserBalance.program_id == bindparam("p"), UserBalance.user_id == bindparam("u"))
@@ -41,6 +47,25 @@ async def add_to_balances(
             lifetime_earned=UserBalance.lifetime_earned + bindparam("e"),
         ),
         changes,
+    )
+
+
+# add_to_balances on PostgreSQL, straight to asyncpg (every batch of events runs it).
+_ADD_TO_BALANCES = """
+UPDATE user_balances SET balance = balance + $3, lifetime_earned = lifetime_earned + $4
+WHERE program_id = $1 AND user_id = $2
+"""
+
+
+async def add_to_row(
+    connection: AsyncConnection, program_id: str, user_id: str, *, balance: int, held: int
+) -> None:
+    """Add to one user's balance and held points in one statement (a reward's debit that
+    also releases its hold)."""
+    await connection.execute(
+        update(UserBalance)
+        .where(UserBalance.program_id == program_id, UserBalance.user_id == user_id)
+        .values(balance=UserBalance.balance + balance, held=UserBalance.held + held)
     )
 
 

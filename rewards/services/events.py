@@ -26,11 +26,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import Table, select, tuple_
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -50,7 +50,8 @@ from engine.evaluate import evaluate as decide_batch
 from engine.facts import EventFacts
 from engine.funding import Purse
 from rewards.after_commit import connection_transaction
-from rewards.db.dialect import dialect_name, insert_for
+from rewards.db.dialect import insert_for
+from rewards.db.driver import in_transaction, insert_many, row_of
 from rewards.db.models import Event, LedgerEntry, UsageCounter, User, UserBalance
 from rewards.errors import InvalidInput, PayloadTooLarge
 from rewards.leaderboards.postings import Batch, post_earnings
@@ -109,7 +110,9 @@ class EventIn(BaseModel):
 
 
 Result = dict[str, Any]
-USERS = User.__table__
+USERS: Table = User.__table__  # type: ignore[assignment]  # declared with a Table
+EVENTS: Table = Event.__table__  # type: ignore[assignment]
+LEDGER: Table = LedgerEntry.__table__  # type: ignore[assignment]
 
 
 def parse_batch(payload: Any) -> list[EventIn | Result]:
@@ -201,18 +204,33 @@ def retryable(exc: DBAPIError) -> bool:
 async def load_people(
     connection: AsyncConnection, program_id: str, people: set[str], *, lock: bool
 ) -> dict[str, Any]:
-    """Directory rows of these people; with ``lock``, their balance rows locked in id order."""
-    query = select(USERS).where(User.program_id == program_id, User.id.in_(sorted(people)))
-    if lock and dialect_name(connection) != "sqlite":
-        query = (
-            query.join(
-                UserBalance,
-                (UserBalance.program_id == User.program_id) & (UserBalance.user_id == User.id),
-            )
-            .order_by(User.id)
-            .with_for_update(of=UserBalance)
-        )
-    return {row.id: row for row in await connection.execute(query)}
+    """Directory rows of these people with their balance columns (``balance``,
+    ``lifetime_earned``, ``held``; None for someone without a balance row); with ``lock``,
+    their balance rows locked in id order (PostgreSQL; SQLite has one writer)."""
+    if lock and (driver := await in_transaction(connection)) is not None:
+        # Everyone has a balance row from the moment they are known; an inner join is
+        # what FOR UPDATE OF needs.
+        records = await driver.fetch(_PEOPLE_LOCKED, program_id, sorted(people))
+        return {record["id"]: row_of(record) for record in records}
+    balances = (UserBalance.program_id == User.program_id) & (UserBalance.user_id == User.id)
+    columns = (UserBalance.balance, UserBalance.lifetime_earned, UserBalance.held)
+    query = select(USERS, *columns).where(
+        User.program_id == program_id, User.id.in_(sorted(people))
+    )
+    return {row.id: row for row in await connection.execute(query.outerjoin(UserBalance, balances))}
+
+
+async def load_stored(
+    connection: AsyncConnection, program_id: str, ids: set[str]
+) -> dict[str, Result]:
+    """The stored outcome of each of these events already in the database."""
+    if (driver := await in_transaction(connection)) is not None:
+        records = await driver.fetch(_STORED, program_id, sorted(ids))
+        return {event_id: outcome for event_id, outcome in records}
+    found = await connection.execute(
+        select(Event.id, Event.outcome).where(Event.program_id == program_id, Event.id.in_(ids))
+    )
+    return {event_id: outcome for event_id, outcome in found}
 
 
 async def load_usage(
@@ -220,6 +238,16 @@ async def load_usage(
 ) -> dict[UsageKey, int]:
     if not keys:
         return {}
+    if (driver := await in_transaction(connection)) is not None:
+        ordered = sorted(keys, key=_usage_order)
+        records = await driver.fetch(
+            _USAGE,
+            program_id,
+            [key.subject_id for key in ordered],
+            [key.counter for key in ordered],
+            [key.period_start for key in ordered],
+        )
+        return {UsageKey(s, c, p): used for s, c, p, used in records}
     rows = await connection.execute(
         select(
             UsageCounter.subject_id,
@@ -239,8 +267,21 @@ async def load_usage(
 async def add_usage(
     connection: AsyncConnection, program_id: str, increments: dict[UsageKey, int]
 ) -> None:
-    changes = [(key, amount) for key, amount in increments.items() if amount]
+    changes = sorted(
+        ((key, amount) for key, amount in increments.items() if amount),
+        key=lambda change: _usage_order(change[0]),
+    )
     if not changes:
+        return
+    if (driver := await in_transaction(connection)) is not None:
+        await driver.execute(
+            _ADD_USAGE,
+            program_id,
+            [key.subject_id for key, _ in changes],
+            [key.counter for key, _ in changes],
+            [key.period_start for key, _ in changes],
+            [amount for _, amount in changes],
+        )
         return
     statement = insert_for(connection)(UsageCounter).values(
         [
@@ -260,6 +301,36 @@ async def add_usage(
             set_={"used": UsageCounter.used + statement.excluded.used},
         )
     )
+
+
+def _usage_order(key: UsageKey) -> tuple[str, str, date]:
+    return key.subject_id, key.counter, key.period_start
+
+
+# The hot path's statements on PostgreSQL, straight to asyncpg (rewards.db.driver): the
+# same reads and writes as the SQLAlchemy statements beside them, as fixed texts.
+_PEOPLE_LOCKED = f"""
+SELECT {", ".join(f"u.{column.name}" for column in USERS.columns)},
+       b.balance, b.lifetime_earned, b.held
+FROM users u JOIN user_balances b ON b.program_id = u.program_id AND b.user_id = u.id
+WHERE u.program_id = $1 AND u.id = ANY($2::varchar[])
+ORDER BY u.id
+FOR UPDATE OF b
+"""
+_STORED = "SELECT id, outcome FROM events WHERE program_id = $1 AND id = ANY($2::varchar[])"
+_USAGE = """
+SELECT u.subject_id, u.counter, u.period_start, u.used
+FROM usage_counters u
+JOIN unnest($2::varchar[], $3::varchar[], $4::date[]) AS k(subject_id, counter, period_start)
+  ON u.subject_id = k.subject_id AND u.counter = k.counter AND u.period_start = k.period_start
+WHERE u.program_id = $1
+"""
+_ADD_USAGE = """
+INSERT INTO usage_counters AS u (program_id, subject_id, counter, period_start, used)
+SELECT $1, k.* FROM unnest($2::varchar[], $3::varchar[], $4::date[], $5::bigint[]) AS k
+ON CONFLICT (program_id, subject_id, counter, period_start)
+DO UPDATE SET used = u.used + excluded.used
+"""
 
 
 @dataclass(frozen=True)
@@ -286,12 +357,7 @@ async def prefetch(
     program_id, rules, tz = context.id, context.rules, context.tz
     people = {fact.user_id for fact in facts} | {f.actor_id for f in facts if f.actor_id}
     users = await load_people(connection, program_id, people, lock=lock)
-    found = await connection.execute(
-        select(Event.id, Event.outcome).where(
-            Event.program_id == program_id, Event.id.in_({fact.id for fact in facts})
-        )
-    )
-    stored: dict[str, Result] = {event_id: outcome for event_id, outcome in found}
+    stored = await load_stored(connection, program_id, {fact.id for fact in facts})
     if rules is None:
         return BatchState(stored=stored), users
     today, bands = now.astimezone(tz).date(), rules.tenure_bands  # a property: read once
@@ -313,27 +379,14 @@ async def prefetch(
         connection, context=context, facts=pending, now=now
     )
     receivers = sorted({fact.user_id for fact in pending if fact.user_id in directory})
-    standing: dict[str, Standing] = {}
+    rows = [(uid, users[uid]) for uid in receivers if users[uid].balance is not None]
+    standing = {uid: Standing(row.balance, row.lifetime_earned) for uid, row in rows}
     purses: dict[str, Purse] = {}
-    if receivers:
-        rows = list(
-            await connection.execute(
-                select(
-                    UserBalance.user_id,
-                    UserBalance.balance,
-                    UserBalance.lifetime_earned,
-                    UserBalance.held,
-                ).where(UserBalance.program_id == program_id, UserBalance.user_id.in_(receivers))
-            )
+    if rules.thresholds and rows:
+        # What funding the batch's rewards needs (the receivers' balance rows are locked).
+        purses = await funding.load_purses(
+            connection, program_id, {uid: row.balance - row.held for uid, row in rows}
         )
-        standing = {user_id: Standing(balance, lifetime) for user_id, balance, lifetime, _ in rows}
-        if rules.thresholds:
-            # What funding the batch's rewards needs (the receivers' balance rows are locked).
-            purses = await funding.load_purses(
-                connection,
-                program_id,
-                {user_id: balance - held for user_id, balance, _, held in rows},
-            )
     state = BatchState(
         users=directory,
         stored=stored,
@@ -427,10 +480,9 @@ async def _apply(
         for item, outcome in zip(decided.outcomes, results, strict=True)
         if item.status is Status.applied
     ]
-    if event_rows:
-        await connection.execute(insert(Event), event_rows)
+    await insert_many(connection, EVENTS, event_rows)
     if ledger_rows:
-        await connection.execute(insert(LedgerEntry), ledger_rows)
+        await insert_many(connection, LEDGER, ledger_rows)
         # Where the points count on the leaderboards, and the outbox row that takes them there.
         batch = await post_earnings(
             connection, context=context, entries=ledger_rows, now=now, users=evaluation.users
