@@ -55,7 +55,7 @@ from rewards.program_context import program_settings
 from rewards.program_settings import ProgramSettings
 from rewards.runtime import Runtime
 from rewards.services.alerts import raise_alert
-from rewards.services.balances import add_to_held, lock_people
+from rewards.services.balances import lock_people
 from rewards.services.rewards import TERMINAL, reward_view
 from rewards.services.spending import post_reward_entry
 
@@ -294,8 +294,9 @@ async def accept(
             move(reward, RewardStatus.SUBMITTED, now=now)
             if reward.recipient_status in TERMINAL:
                 move(reward, RewardStatus(reward.recipient_status), now=now)
-            await post_reward_entry(connection, reward, kind=LedgerKind.REDEEM, now=now)
-            await add_to_held(connection, program_id, {user_id: -reward.points_cost})
+            await post_reward_entry(
+                connection, reward, kind=LedgerKind.REDEEM, now=now, release_hold=True
+            )
             return reward.status
 
 

@@ -27,7 +27,7 @@ from rewards.db.dialect import insert_for
 from rewards.db.models import LedgerEntry
 from rewards.db.reward_models import BudgetSpend, Reward
 from rewards.lifecycle import LedgerKind, RewardStatus, ledger_row, move, reward_key
-from rewards.services.balances import add_to_balances, add_to_held
+from rewards.services.balances import add_to_held, add_to_row
 from rules.model import Budgets
 
 
@@ -115,9 +115,12 @@ async def post_reward_entry(
     *,
     kind: Literal[LedgerKind.REDEEM, LedgerKind.REFUND],
     now: datetime,
+    release_hold: bool = False,
 ) -> None:
     """``reward``'s ``redeem`` debit (GIFQ accepted its order) or ``refund`` (its points
-    came back) in the ledger and the cached balance, at most once (the dedupe key)."""
+    came back) in the ledger and the cached balance, at most once (the dedupe key); with
+    ``release_hold``, the reward's hold is released too (whether or not the entry was
+    new), in the same statement as the debit."""
     points = -reward.points_cost if kind is LedgerKind.REDEEM else reward.points_cost
     written = await connection.scalar(
         insert_for(connection)(LedgerEntry)
@@ -138,8 +141,11 @@ async def post_reward_entry(
         .on_conflict_do_nothing(index_elements=["program_id", "dedupe_key"])
         .returning(LedgerEntry.id)
     )
+    held = -reward.points_cost if release_hold else 0
     if written is not None:
-        await add_to_balances(connection, reward.program_id, {reward.user_id: (points, 0)})
+        await add_to_row(connection, reward.program_id, reward.user_id, balance=points, held=held)
+    elif held:
+        await add_to_held(connection, reward.program_id, {reward.user_id: held})
 
 
 async def release(
