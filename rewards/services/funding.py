@@ -16,7 +16,7 @@ balance rows, then reward rows, then budget rows in currency order.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
@@ -31,6 +31,7 @@ from engine.funding import MAX_REWARDS_PER_EVENT as MAX_REWARDS_PER_EVENT  # (te
 from engine.funding import Funding, NewReward, Owing, Purse, Waiting, fund
 from engine.thresholds import Mode, Owed
 from rewards.after_commit import transaction
+from rewards.db.driver import in_transaction, row_of
 from rewards.db.models import User, UserBalance
 from rewards.db.reward_models import Reward, RewardBacklog
 from rewards.lifecycle import RewardStatus
@@ -78,7 +79,15 @@ async def load_purses(
     limit = MAX_REWARDS_PER_EVENT
     waiting: dict[str, list[Waiting]] = {}
     live: dict[str, set[tuple[str, int]]] = {}
-    for row in await connection.execute(_rewards(program_id, users, limit=limit)):
+    driver = await in_transaction(connection)
+    if driver is not None:
+        statuses = (RewardStatus.AWAITING_POINTS, RewardStatus.CANCELLED)
+        rows: Iterable[Any] = map(
+            row_of, await driver.fetch(_PURSE_REWARDS, program_id, users, *statuses, limit)
+        )
+    else:
+        rows = await connection.execute(_rewards(program_id, users, limit=limit))
+    for row in rows:
         if row.awaiting and row.n <= limit:
             waiting.setdefault(row.user_id, []).append(
                 Waiting(
@@ -87,22 +96,12 @@ async def load_purses(
             )
         if row.reachable:
             live.setdefault(row.user_id, set()).add((row.threshold_id, row.level))
-    backlog_ranked = (
-        select(
-            RewardBacklog,
-            func.row_number()
-            .over(partition_by=RewardBacklog.user_id, order_by=RewardBacklog.id)
-            .label("n"),
-        )
-        .where(RewardBacklog.program_id == program_id, RewardBacklog.user_id.in_(users))
-        .subquery()
-    )
+    if driver is not None:
+        rows = map(row_of, await driver.fetch(_PURSE_BACKLOG, program_id, users, limit))
+    else:
+        rows = await connection.execute(_backlog(program_id, users, limit=limit))
     backlog: dict[str, list[Owing]] = {}
-    for row in await connection.execute(
-        select(backlog_ranked)
-        .where(backlog_ranked.c.n <= limit)
-        .order_by(backlog_ranked.c.user_id, backlog_ranked.c.id)
-    ):
+    for row in rows:
         backlog.setdefault(row.user_id, []).append(
             Owing(
                 row.user_id,
@@ -121,6 +120,25 @@ async def load_purses(
         )
         for user_id in users
     }
+
+
+def _backlog(program_id: str, users: list[str], *, limit: int) -> Select[Any]:
+    """The users' first ``limit`` backlog rows each, in id order."""
+    backlog_ranked = (
+        select(
+            RewardBacklog,
+            func.row_number()
+            .over(partition_by=RewardBacklog.user_id, order_by=RewardBacklog.id)
+            .label("n"),
+        )
+        .where(RewardBacklog.program_id == program_id, RewardBacklog.user_id.in_(users))
+        .subquery()
+    )
+    return (
+        select(backlog_ranked)
+        .where(backlog_ranked.c.n <= limit)
+        .order_by(backlog_ranked.c.user_id, backlog_ranked.c.id)
+    )
 
 
 def _rewards(program_id: str, users: list[str], *, limit: int) -> Select[Any]:
@@ -172,6 +190,40 @@ def _rewards(program_id: str, users: list[str], *, limit: int) -> Select[Any]:
         .where(or_(and_(ranked.c.awaiting, ranked.c.n <= limit), ranked.c.reachable))
         .order_by(ranked.c.user_id, ranked.c.id)
     )
+
+
+# load_purses on PostgreSQL, straight to asyncpg (rewards.db.driver): the statements of
+# _rewards and _backlog above as fixed texts ($1 program, $2 users, then the statuses
+# awaiting_points and cancelled, and the limit).
+_REACHABLE = """r.status <> $4 AND (r.level > b.lifetime_earned OR EXISTS (
+    SELECT 1 FROM reward_backlog o
+    WHERE o.program_id = r.program_id AND o.user_id = r.user_id
+      AND o.threshold_id = r.threshold_id AND r.level > o.after_level AND r.level <= o.through))"""
+_PURSE_REWARDS = f"""
+SELECT user_id, id, threshold_id, level, points_cost, mode, amount, currency, awaiting,
+       reachable, n
+FROM (
+  SELECT r.user_id, r.id, r.threshold_id, r.level, r.points_cost, r.mode, r.amount,
+         r.currency, r.status = $3 AS awaiting, {_REACHABLE} AS reachable,
+         row_number() OVER (PARTITION BY r.user_id, r.status ORDER BY r.id) AS n
+  FROM rewards r
+  JOIN user_balances b ON b.program_id = r.program_id AND b.user_id = r.user_id
+  WHERE r.program_id = $1 AND r.user_id = ANY($2::varchar[])
+    AND (r.status = $3 OR {_REACHABLE})
+) ranked
+WHERE (awaiting AND n <= $5) OR reachable
+ORDER BY user_id, id
+"""
+_PURSE_BACKLOG = """
+SELECT id, user_id, threshold_id, after_level, through, event_id, rules_version
+FROM (
+  SELECT o.*, row_number() OVER (PARTITION BY o.user_id ORDER BY o.id) AS n
+  FROM reward_backlog o
+  WHERE o.program_id = $1 AND o.user_id = ANY($2::varchar[])
+) ranked
+WHERE n <= $3
+ORDER BY user_id, id
+"""
 
 
 async def write(
