@@ -3,24 +3,18 @@ each user's ledger sums to, changed only in the transaction that writes the ledg
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from rewards.db.dialect import dialect_name
 from rewards.db.driver import in_transaction
 from rewards.db.models import UserBalance
 
 
 async def lock_people(connection: AsyncConnection, program_id: str, people: set[str]) -> None:
     """Lock these people's balance rows in id order (PostgreSQL; SQLite has a single writer)."""
-    if dialect_name(connection) == "sqlite" or not people:
+    if not people or (driver := await in_transaction(connection)) is None:
         return
-    await connection.execute(
-        select(UserBalance.user_id)
-        .where(UserBalance.program_id == program_id, UserBalance.user_id.in_(sorted(people)))
-        .order_by(UserBalance.user_id)
-        .with_for_update()
-    )
+    await driver.fetch(_LOCK_PEOPLE, program_id, sorted(people))
 
 
 async def add_to_balances(
@@ -50,7 +44,14 @@ async def add_to_balances(
     )
 
 
-# add_to_balances on PostgreSQL, straight to asyncpg (every batch of events runs it).
+# Straight to asyncpg on PostgreSQL (rewards.db.driver): every batch of events and every
+# reward's acceptance runs these.
+_LOCK_PEOPLE = """
+SELECT user_id FROM user_balances
+WHERE program_id = $1 AND user_id = ANY($2::varchar[])
+ORDER BY user_id
+FOR UPDATE
+"""
 _ADD_TO_BALANCES = """
 UPDATE user_balances SET balance = balance + $3, lifetime_earned = lifetime_earned + $4
 WHERE program_id = $1 AND user_id = $2
