@@ -21,6 +21,13 @@ order, each with its own result; a crash between slices leaves the later ones
 unapplied, and sending the batch again applies them (the earlier ones answer
 ``duplicate``).
 
+Writers per program: one at a time takes a program's queue, so concurrent single events
+pile up into one transaction rather than spreading over many. When a whole slice or more
+is waiting behind it (large batches), PostgreSQL gets a second writer for the same
+program (``writers_per_program``), as a second API process would: the row locks and the
+retry on a lost duplicate keep concurrent transactions of one program correct; SQLite has
+one writer anyway.
+
 Poison isolation: a shared transaction that fails because of what one event holds
 (a value the database refuses at write time, a bug one input reaches) would fail
 every request in it. So a failed group is split in halves and each half applied on
@@ -52,6 +59,10 @@ log = logging.getLogger("rewards.events")
 # Events per transaction: small enough that another program waits little behind one
 # (bench/noisy_neighbour.py), large enough to amortise a transaction (bench/ingest.py).
 SLICE_EVENTS = 100
+
+# Writers one program may have at once in a process on PostgreSQL, the second only while
+# a whole slice is waiting behind the first (bench/http_load.py, batches of 1000).
+WRITERS_PER_PROGRAM = 2
 
 # PostgreSQL error classes that are about the server, not the data: connection exception,
 # transaction rollback (retried already), insufficient resources (e.g. too many
@@ -124,8 +135,9 @@ class GroupCommit:
     rt: Runtime
     max_events: int = MAX_BATCH
     slice_events: int = SLICE_EVENTS
+    writers_per_program: int = WRITERS_PER_PROGRAM
     _queues: dict[str, list[_Pending]] = field(default_factory=dict)
-    _running: set[str] = field(default_factory=set)
+    _running: dict[str, int] = field(default_factory=dict)  # program -> its drains
     _gate: FairGate | None = None
 
     @property
@@ -137,11 +149,21 @@ class GroupCommit:
 
     async def submit(self, program_id: str, items: Sequence[EventIn | Result]) -> list[Result]:
         done: asyncio.Future[list[Result]] = asyncio.get_running_loop().create_future()
-        self._queues.setdefault(program_id, []).append(_Pending(items, done))
-        if program_id not in self._running:
-            self._running.add(program_id)
+        queue = self._queues.setdefault(program_id, [])
+        queue.append(_Pending(items, done))
+        running = self._running.get(program_id, 0)
+        if running == 0 or (
+            running < self.writers
+            and sum(len(pending.items) for pending in queue) >= self.slice_events
+        ):
+            self._running[program_id] = running + 1
             asyncio.get_running_loop().create_task(self._drain(program_id))
         return await done
+
+    @property
+    def writers(self) -> int:
+        """Drains one program may have at once in this process."""
+        return 1 if self.rt.engine.dialect.name == "sqlite" else self.writers_per_program
 
     async def _drain(self, program_id: str) -> None:
         queue = self._queues[program_id]
@@ -154,9 +176,11 @@ class GroupCommit:
                     group.append(queue.pop(0))
                 await self._apply(program_id, group)
         finally:
-            self._running.discard(program_id)
-            if not queue:
-                self._queues.pop(program_id, None)
+            self._running[program_id] -= 1
+            if not self._running[program_id]:
+                del self._running[program_id]
+                if not queue:
+                    self._queues.pop(program_id, None)
 
     async def _apply(self, program_id: str, group: list[_Pending]) -> None:
         combined = [item for pending in group for item in pending.items]

@@ -70,3 +70,34 @@ async def test_the_gate_serves_in_arrival_order() -> None:
     assert order == ["noisy-1", "quiet", "noisy-2"]
     async with gate:  # every slot came back
         pass
+
+
+async def test_big_batches_of_one_program_get_a_second_writer_on_postgresql(
+    http: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """Two 1000-event batches of one program at once: on PostgreSQL the second has its own
+    writer and their slices interleave (as two API processes would); on SQLite, which has
+    one writer, the second waits for the first. Every event is applied once either way."""
+    program = await ready(http)
+    batches = [
+        parse_batch({"events": [event(f"{name}-{i}", f"u{i % 10}") for i in range(1000)]})
+        for name in ("a", "b")
+    ]
+    results = await asyncio.gather(
+        *(runtime.group_commit.submit(program.id, batch) for batch in batches)
+    )
+    assert [r["status"] for done in results for r in done] == ["applied"] * 2000
+    async with runtime.engine.connect() as connection:
+        spans = {
+            name: await connection.scalar(
+                select(
+                    func.min(Event.received_at) if name == "b" else func.max(Event.received_at)
+                ).where(Event.program_id == program.id, Event.id.like(f"{name}-%"))
+            )
+            for name in ("a", "b")
+        }
+    overlapped = spans["b"] < spans["a"]  # b's first slice before a's last one
+    assert overlapped == (runtime.engine.dialect.name == "postgresql")
+    earned = sum(r["points"] for done in results for r in done if r["id"].endswith(("0",)))
+    balance = await program.request("GET", "/v1/users/u0/balance")
+    assert balance.json()["balance"] == earned > 0  # u0 sent every id ending in 0
