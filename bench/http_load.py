@@ -350,8 +350,9 @@ async def main(args: argparse.Namespace) -> int:
                 show(around, health, args.around_clients)
     finally:
         redis = Redis.from_url(os.environ["REWARDS_REDIS_URL"])
-        async for stale in redis.scan_iter(match=f"{prefix}:*", count=1000):
-            await redis.unlink(stale)
+        for pattern in (f"{prefix}:*", f"{{{prefix}:*"):  # and the hash-tagged board keys
+            async for stale in redis.scan_iter(match=pattern, count=1000):
+                await redis.unlink(stale)
         await redis.aclose()
     return 0
 

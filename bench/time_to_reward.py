@@ -3,7 +3,8 @@
     REWARDS_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/bench_ttr \\
     REWARDS_REDIS_URL=redis://127.0.0.1:6379/12 \\
         .venv/bin/python -m bench.time_to_reward [--rewards 1000] [--rate 10 | --clients 8]
-            [--warmup 100] [--worker inprocess|process] [--gifq-rate-limit R]
+            [--warmup 100] [--worker inprocess|process] [--api-workers N]
+            [--gifq-rate-limit R]
 
 The stack is the real one: ``rewards serve`` over HTTP with the arq worker beside it (by
 default in the same process, as ``rewards serve --with-worker`` runs it; ``--worker
@@ -362,7 +363,7 @@ async def main(args: argparse.Namespace) -> None:
         try:
             async with gifq_sandbox(tracker, rate_limit=args.gifq_rate_limit or NO_LIMIT) as gifq:
                 extra = [] if separate else ["--with-worker"]
-                with server(workers=1, data_dir=data_dir, extra_args=extra) as base:
+                with server(workers=args.api_workers, data_dir=data_dir, extra_args=extra) as base:
                     beside: AbstractContextManager[object] = (
                         worker(data_dir=data_dir) if separate else nullcontext()
                     )
@@ -508,6 +509,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the arq worker in the API process (rewards serve --with-worker) or its own",
     )
     parser.add_argument(
+        "--api-workers",
+        type=int,
+        default=1,
+        help="API processes (rewards serve --workers N); more than one needs --worker process",
+    )
+    parser.add_argument(
         "--gifq-rate-limit",
         type=float,
         default=0.0,
@@ -522,6 +529,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.rate is None and args.clients is None:
         args.rate = 10.0
+    if args.api_workers > 1 and args.worker != "process":
+        parser.error("--api-workers above 1 needs --worker process (serve runs no worker then)")
     return args
 
 
