@@ -8,8 +8,11 @@ total changed (the tie-break). The rebuild:
    (batches wait in the outbox; nothing is lost);
 2. reads, in one database snapshot, the ids of the outbox batches not yet deleted
    and the postings aggregated per user (all time, and every week and month whose
-   board is still kept: one scan, one sort), and writes them into scratch keys in
-   bulk while it reads on;
+   board is still kept), and writes them into scratch keys in bulk while it reads on.
+   On PostgreSQL one statement sums the postings per person into a temporary table,
+   then the members are formatted slice of people by slice, each slice going to Redis
+   while the database works on the next (``_bulk_postgres``); on SQLite the grouped
+   rows are scored here (``_score_here``);
 3. records the rebuild's token as the boards' generation in the database, then swaps
    the scratch keys in with one script that also marks the snapshot's outbox batches
    as applied (their postings are in the rebuilt boards), sets the same generation in
@@ -568,6 +571,10 @@ async def _bulk_postgres(
     # Hash the groups rather than sort them: sorting a slice's members by board and total
     # took a quarter of its statement (EXPLAIN ANALYZE, 1M postings).
     await connection.execute(text("SET LOCAL enable_sort = off"))
+    # One process: in parallel, each worker built a hash table of nearly every person
+    # (their postings are spread over the table) and the leader merged them again: three
+    # times the memory (1.8 GB at 1M people) for no gain on two cores (EXPLAIN ANALYZE).
+    await connection.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
     try:
         async with connection.begin_nested():
             await connection.execute(text(_people_sql(live, small=True)), params)
