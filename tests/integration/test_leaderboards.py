@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from bench.common import free_port
 from engine.boards import decode_score, encode_score
-from rewards.db.leaderboard_models import LeaderboardOutbox
+from rewards.db.leaderboard_models import LeaderboardOutbox, LeaderboardPosting
 from rewards.exposition import outbox_state
 from rewards.leaderboards import outbox, scripts
 from rewards.leaderboards import rebuild as rebuild_module
@@ -486,6 +486,34 @@ async def test_a_rebuild_of_thousands_of_people_gives_identical_boards(
     report = await rebuild(runtime, lb.id)
     assert report.postings == 2 * len(people)
     assert await dump(runtime, lb.id) == live
+
+
+async def test_a_rebuild_sums_postings_beyond_integer_range(
+    lb: ProgramClient, clock: Clock, runtime: Runtime
+) -> None:
+    # PostgreSQL sums the points as integer (faster), and again as bigint when a posting
+    # does not fit: the total stays exact either way.
+    await earn(lb, clock, "ann", 30, "2026-03-16T09:00:00+00:00")
+    async with runtime.engine.begin() as connection:
+        await connection.execute(
+            LeaderboardPosting.__table__.insert(),
+            [
+                {
+                    "program_id": lb.id,
+                    "dedupe_key": "manual:big",
+                    "user_id": "bob",
+                    "points": 3_000_000_000,
+                    "posted_at": datetime(2026, 3, 16, 10, tzinfo=UTC),
+                    "boards": ["global"],
+                    "week": None,
+                    "month": None,
+                }
+            ],
+        )
+    clock.set("2026-03-16T11:00:00+00:00")
+    report = await rebuild(runtime, lb.id)
+    assert report.postings == 2
+    assert await standings(lb, "global") == [("bob", 3_000_000_000), ("ann", 30)]
 
 
 async def test_the_rebuild_lock_is_renewed_while_the_database_works(runtime: Runtime) -> None:
