@@ -16,9 +16,10 @@ from typer.testing import CliRunner
 
 from bench.common import free_port
 from engine.boards import decode_score, encode_score
-from rewards.db.leaderboard_models import LeaderboardOutbox
+from rewards.db.leaderboard_models import LeaderboardOutbox, LeaderboardPosting
 from rewards.exposition import outbox_state
 from rewards.leaderboards import outbox, scripts
+from rewards.leaderboards import rebuild as rebuild_module
 from rewards.leaderboards.directory import refresh_users
 from rewards.leaderboards.keys import program_keys
 from rewards.leaderboards.rebuild import LockRenewal, rebuild
@@ -404,7 +405,7 @@ async def test_a_crash_between_redis_and_the_outbox_delete_does_not_double_count
 
 
 async def test_rebuild_after_losing_redis_gives_identical_boards(
-    lb: ProgramClient, clock: Clock, runtime: Runtime
+    lb: ProgramClient, clock: Clock, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await lb.put_user("dee", name="Dee", department="sales", leaderboard_opt_out=True)
     await earn(lb, clock, "ann", 30, "2026-03-09T09:00:00+00:00")  # last week
@@ -434,13 +435,27 @@ async def test_rebuild_after_losing_redis_gives_identical_boards(
     assert await dump(runtime, lb.id) == live
     assert await standings(lb, "global") == [("ann", 70), ("bob", 40), ("cy", 25)]
 
+    # The same with everyone in a slice of their own (PostgreSQL scores slice by slice).
+    monkeypatch.setattr(rebuild_module, "PEOPLE_PER_SLICE", 1)
+    await wipe(runtime, lb.id)
+    await rebuild(runtime, lb.id)
+    assert await dump(runtime, lb.id) == live
 
+
+@pytest.mark.parametrize("people_per_slice", [None, 1000])
 async def test_a_rebuild_of_thousands_of_people_gives_identical_boards(
-    lb: ProgramClient, clock: Clock, runtime: Runtime
+    lb: ProgramClient,
+    clock: Clock,
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+    people_per_slice: int | None,
 ) -> None:
     # Enough people that the rebuild sends a board in many calls: 3,500 on one total (more
     # than one call holds), a long tail of distinct totals (many small chunks to merge),
-    # some opted out, two departments, this week and last.
+    # some opted out, two departments, this week and last. On PostgreSQL, also in eight
+    # slices of people (each board then reaches Redis in eight passes).
+    if people_per_slice is not None:
+        monkeypatch.setattr(rebuild_module, "PEOPLE_PER_SLICE", people_per_slice)
     people = [
         {
             "id": f"p{i:04d}",
@@ -471,6 +486,34 @@ async def test_a_rebuild_of_thousands_of_people_gives_identical_boards(
     report = await rebuild(runtime, lb.id)
     assert report.postings == 2 * len(people)
     assert await dump(runtime, lb.id) == live
+
+
+async def test_a_rebuild_sums_postings_beyond_integer_range(
+    lb: ProgramClient, clock: Clock, runtime: Runtime
+) -> None:
+    # PostgreSQL sums the points as integer (faster), and again as bigint when a posting
+    # does not fit: the total stays exact either way.
+    await earn(lb, clock, "ann", 30, "2026-03-16T09:00:00+00:00")
+    async with runtime.engine.begin() as connection:
+        await connection.execute(
+            LeaderboardPosting.__table__.insert(),
+            [
+                {
+                    "program_id": lb.id,
+                    "dedupe_key": "manual:big",
+                    "user_id": "bob",
+                    "points": 3_000_000_000,
+                    "posted_at": datetime(2026, 3, 16, 10, tzinfo=UTC),
+                    "boards": ["global"],
+                    "week": None,
+                    "month": None,
+                }
+            ],
+        )
+    clock.set("2026-03-16T11:00:00+00:00")
+    report = await rebuild(runtime, lb.id)
+    assert report.postings == 2
+    assert await standings(lb, "global") == [("bob", 3_000_000_000), ("ann", 30)]
 
 
 async def test_the_rebuild_lock_is_renewed_while_the_database_works(runtime: Runtime) -> None:
