@@ -1,14 +1,20 @@
-"""The asyncpg connection under a SQLAlchemy one, for the ingest path's hottest statements.
+"""The asyncpg connection under a SQLAlchemy one, for the hottest statements.
 
 SQLAlchemy costs several hundred microseconds of Python per statement on top of the
 driver (building the statement, its cache key, rendering ``IN`` lists, processing every
-result column), and a batch of events runs eight statements. The few that run on every
-batch whatever its content (in ``rewards.services.events``) go straight to asyncpg on
-PostgreSQL, as fixed SQL texts with array parameters, so asyncpg prepares each once per
-connection, with SQLAlchemy's own type codecs (JSON in and out as the engine
-configures it). They run in the SQLAlchemy connection's own transaction: ``in_transaction``
-starts it if nothing has run on the connection yet (SQLAlchemy begins it lazily, with
-the first statement), so a row lock taken here lasts until the caller commits.
+result column), more than PostgreSQL spends on most of them. The statements every batch
+of events runs (``rewards.services.events``, ``balances``, ``funding`` and the postings
+of ``rewards.leaderboards.postings``) go straight to asyncpg on PostgreSQL, as fixed SQL
+texts with array parameters, so asyncpg prepares each once per connection, with
+SQLAlchemy's own type codecs (JSON in and out as the engine configures it). SQLite keeps
+the SQLAlchemy statements beside them.
+
+They run in the SQLAlchemy connection's own transaction: ``in_transaction`` starts it if
+nothing has run on the connection yet (SQLAlchemy begins it lazily, with the first
+statement), so a row lock taken here lasts until the caller commits; and a driver error
+is raised as SQLAlchemy's (``Driver``). This reaches into SQLAlchemy's asyncpg adapter
+(``_start_transaction``, ``_handle_exception``): ``tests/integration/test_driver.py``
+checks both on every run.
 """
 
 from __future__ import annotations
