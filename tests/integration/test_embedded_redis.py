@@ -149,9 +149,12 @@ def test_a_folder_too_deep_for_a_socket_names_a_short_one(tmp_path: Path) -> Non
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGKILL])
 def test_no_orphan_when_the_owner_dies(tmp_path: Path, signum: int) -> None:
     script = (
-        "import sys, time\n"
+        "import signal, sys, time\n"
         "from pathlib import Path\n"
         "from rewards.redis_server import start_embedded\n"
+        # Dies of SIGHUP as a process normally does, even when the tests run under nohup
+        # (an ignored SIGHUP is inherited).
+        "signal.signal(signal.SIGHUP, signal.SIG_DFL)\n"
         "e = start_embedded(Path(sys.argv[1]))\n"
         "print(e.pid, flush=True)\n"
         "time.sleep(60)\n"
