@@ -301,10 +301,27 @@ async def accept(
 
 
 async def unsent(rt: Runtime) -> list[int]:
-    """Rewards still to push to GIFQ (for the sweeper)."""
+    """Rewards still to push to GIFQ (for the sweeper): the ``pending`` and ``sending``
+    ones, and the ``on_hold`` ones of programs that can talk to GIFQ now. An ``on_hold``
+    reward of a program without GIFQ settings would only be parked again: sweeping it
+    anyway was one job per such reward every minute, forever (thousands of them once
+    flooded the queue real payouts wait in). It goes again once the program is set up."""
     async with rt.sessions() as session:
-        return list(
-            await session.scalars(
-                select(Reward.id).where(Reward.status.in_(TO_SEND)).order_by(Reward.id)
-            )
+        rows = await session.execute(
+            select(Reward.id, Reward.program_id, Reward.status)
+            .where(Reward.status.in_(TO_SEND))
+            .order_by(Reward.id)
         )
+        found = rows.all()
+    can_send: dict[str, bool] = {}
+    ids = []
+    for reward_id, program_id, status in found:
+        if status == RewardStatus.ON_HOLD:
+            if program_id not in can_send:
+                settings = await program_settings(rt, program_id)
+                callback = rt.settings.gifq_callback_url(program_id)
+                can_send[program_id] = GifqSettings.of(settings, callback_url=callback) is not None
+            if not can_send[program_id]:
+                continue
+        ids.append(reward_id)
+    return ids

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from rewards.runtime import Runtime
-from rewards.services.fulfilment import fulfil
+from rewards.services.fulfilment import fulfil, unsent
 from rewards.services.ledger import verify_balances
 from tests.conftest import ProgramClient, event
 
@@ -147,6 +147,24 @@ async def test_admins_list_rewards_by_status(program: ProgramClient, runtime: Ru
     ]
     assert parked["status_reason"] == "GIFQ is not configured for this program"
     assert (await program.balance("ann"))["balance"] == 60
+
+
+async def test_the_sweeper_leaves_on_hold_rewards_until_gifq_is_set_up(
+    program: ProgramClient, runtime: Runtime
+) -> None:
+    """Sending them again would only park them again, every minute, forever."""
+    await ready(program)
+    await program.post_events(event("e1", "ann"), event("e2", "ann"))
+    [reward] = await rewards_of(program, "ann")
+    assert await fulfil(runtime, reward["id"]) == "on_hold"
+    assert reward["id"] not in await unsent(runtime)
+    configured = await program.request(
+        "PUT",
+        "/v1/programs/current/settings",
+        json={"gifq_base_url": "https://api.gifq.example", "gifq_api_token": "t" * 32},
+    )
+    assert configured.status_code == 200, configured.text
+    assert reward["id"] in await unsent(runtime)  # this process's settings cache was cleared
 
 
 @pytest.mark.parametrize("path", ["/v1/rewards", "/v1/users/ann/rewards"])
