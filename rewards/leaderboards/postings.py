@@ -228,8 +228,9 @@ async def _people(bind: Bind, program_id: str, user_ids: Iterable[str]) -> dict[
 
 
 # PostgreSQL: the postings (one row per array element) and their outbox row in one
-# statement (straight to asyncpg: rewards.db.driver), one round trip, instead of a statement per posting and one more for the
-# outbox. A data-modifying WITH always runs to completion.
+# statement, straight to asyncpg (rewards.db.driver): one round trip, instead of a
+# statement per posting and one more for the outbox. A data-modifying WITH always runs
+# to completion.
 _RECORD_PG = """
 WITH posted AS (
   INSERT INTO leaderboard_postings

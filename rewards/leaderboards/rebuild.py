@@ -81,7 +81,6 @@ from rewards.runtime import Runtime
 ZADD_CHUNK = 1000  # members per ZADD
 PIPELINE_COMMANDS = 50  # commands per pipeline round trip
 STREAM_ROWS = 5000  # rows per database round trip
-WORK_MEM = "128MB"  # PostgreSQL memory per sort of the rebuild's one connection
 PEOPLE_WORK_MEM = "512MB"  # per hash table (twice that: hash_mem_multiplier); 1M people fit
 NOBODY: tuple[str | None, bool] = (None, False)  # (name, opted out) of someone not in the directory
 RENEW_EVERY = 30.0  # seconds between lock renewals
@@ -278,14 +277,6 @@ async def rebuild(
             if postgres:
                 await connection.execution_options(isolation_level="REPEATABLE READ")
             async with connection.begin():
-                if postgres:
-                    # A cursor is planned for its first rows by default; this one is read
-                    # to the end, and its sorts fit in memory.
-                    await connection.execute(text("SET LOCAL cursor_tuple_fraction = 1.0"))
-                    await connection.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
-                    # JIT compiling the bulk statement took 5 s of a 1M-posting rebuild and
-                    # saved none: its time is in hashing and sorting, not in expressions.
-                    await connection.execute(text("SET LOCAL jit = off"))
                 context = await program_context(rt, connection, program_id)
                 now = rt.clock()
                 periods = live_periods(now, context.tz, PERIOD_GRACE)
@@ -568,6 +559,9 @@ async def _bulk_postgres(
     }
     params.update({f"period{i}": period_id for i, (period_id, _) in enumerate(live, 1)})
     await connection.execute(text(f"SET LOCAL work_mem = '{PEOPLE_WORK_MEM}'"))
+    # JIT compiling the bulk statement took 5 s of a 1M-posting rebuild and saved none:
+    # its time is in hashing, not in expressions.
+    await connection.execute(text("SET LOCAL jit = off"))
     # Hash the groups rather than sort them: sorting a slice's members by board and total
     # took a quarter of its statement (EXPLAIN ANALYZE, 1M postings).
     await connection.execute(text("SET LOCAL enable_sort = off"))

@@ -285,24 +285,22 @@ return redis.call('DEL', KEYS[1])
 """
 )
 
-# Add members to a (scratch) sorted set in bulk. KEYS: the set. ARGV: seconds to live,
-# JSON ["score", "member", ...] (scores as exact decimal strings).
-BULK_ZADD = Script(
-    """
-local items = cjson.decode(ARGV[2])
-redis.call('ZADD', KEYS[1], unpack(items))
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-return #items / 2
-"""
-)
 
-# A rebuild's names, many people per call: one JSON argument rather than two per person
-# (redis-py packs each argument in Python: 1 s of a 1M-posting rebuild for 100k people).
-BULK_HSET = Script(
-    """
+def _bulk(command: str) -> Script:
+    """``command`` (ZADD, HSET) with many pairs at once, from one JSON argument: redis-py
+    packs each argument in Python (1 s of a 1M-posting rebuild's names for 100k people).
+    KEYS: the key. ARGV: seconds to live, JSON ``[a, b, ...]``. Returns the pairs."""
+    return Script(
+        f"""
 local items = cjson.decode(ARGV[2])
-redis.call('HSET', KEYS[1], unpack(items))
+redis.call('{command}', KEYS[1], unpack(items))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return #items / 2
 """
-)
+    )
+
+
+# Members into a (scratch) sorted set: ["score", "member", ...], scores as exact decimal
+# strings; and a rebuild's names: ["user", "name", ...].
+BULK_ZADD = _bulk("ZADD")
+BULK_HSET = _bulk("HSET")
